@@ -1,0 +1,1 @@
+"""Image preprocessing stages: breast segmentation, lesion ROI, pseudocolour."""
