@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from sklearn.pipeline import Pipeline
 
+from mammocadx.evaluate.leakage import FitGuard, row_fingerprints
 from mammocadx.evaluate.metrics import METRICS, binary_metrics, summarize
 from mammocadx.evaluate.splits import Split, check_disjoint
 
@@ -100,8 +101,11 @@ def run_splits(
     by_repeat: dict[int, list[int]] = {}
     for sp in splits:
         check_disjoint(groups, sp.train, sp.test)
-        head = head_factory(len(sp.train), X.shape[1])
-        head.fit(X[sp.train], y[sp.train])
+        # FitGuard refuses a fit that contains any row of this split's test fold
+        # (mammocadx.evaluate.leakage); heads whose fit takes ``groups`` get the
+        # training patients so their inner folds are patient-grouped too.
+        head = FitGuard(head_factory(len(sp.train), X.shape[1]), forbidden=row_fingerprints(X[sp.test]))
+        head.fit(X[sp.train], y[sp.train], groups=groups[sp.train])
         thr = float(getattr(head, "threshold_", threshold))
         scores = np.asarray(head.decision_function(X[sp.test]), dtype=float)
         m = binary_metrics(y[sp.test], scores, thr)
@@ -114,6 +118,8 @@ def run_splits(
             info["pca_components"] = int(pca.n_components_)
         if hasattr(head, "chosen_n_components_"):
             info["pca_components"] = int(head.chosen_n_components_)
+        if hasattr(head, "selection_record"):
+            info["selection"] = head.selection_record()
         fold_info.append(info)
         for i, s in zip(sp.test, scores):
             preds.append(FoldPrediction(int(i), sp.repeat, sp.fold, float(s), int(s > thr)))

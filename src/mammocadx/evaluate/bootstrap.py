@@ -1,0 +1,133 @@
+"""Bootstrap 95 % confidence intervals that resample patients, not lesions.
+
+Lesions of one woman are correlated (two breasts, several findings), so the
+unit of resampling is the patient: each replicate draws patients with
+replacement and takes all their lesions. Percentile intervals.
+
+With repeated cross-validation every lesion has one out-of-fold score per
+repeat; pass ``score``/``pred`` as ``(n_repeats, n)`` arrays and each replicate's
+metric is the mean over repeats of the per-repeat metric (the same quantity the
+headline number is), so the interval is for that mean.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from mammocadx.errors import EvaluationError
+
+#: Metrics given an interval, in report order.
+BOOT_METRICS: tuple[str, ...] = ("auc", "accuracy", "sensitivity", "specificity", "precision", "f1")
+
+
+def _point(y: np.ndarray, s: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Metrics of one (y, score, prediction) set, in BOOT_METRICS order (nan where undefined)."""
+    tp = float(np.sum((p == 1) & (y == 1)))
+    tn = float(np.sum((p == 0) & (y == 0)))
+    fp = float(np.sum((p == 1) & (y == 0)))
+    fn = float(np.sum((p == 0) & (y == 1)))
+
+    def r(a: float, b: float) -> float:
+        return a / b if b > 0 else np.nan
+
+    both = (y == 1).any() and (y == 0).any()
+    auc = roc_auc_score(y, s) if both else np.nan
+    return np.array([auc, r(tp + tn, tp + tn + fp + fn), r(tp, tp + fn), r(tn, tn + fp), r(tp, tp + fp),
+                     r(2 * tp, 2 * tp + fp + fn)], dtype=float)
+
+
+def _as_2d(a: Any, n: int, name: str) -> np.ndarray:
+    a = np.asarray(a, dtype=float)
+    if a.ndim == 1:
+        a = a[None, :]
+    if a.ndim != 2 or a.shape[1] != n:
+        raise EvaluationError(f"{name} must have shape (n,) or (repeats, n) with n={n}, got {a.shape}")
+    return a
+
+
+def point_estimates(y: Sequence[int], score: Any, pred: Any) -> dict[str, float]:
+    """The metrics the intervals are for (mean over repeats when 2-D)."""
+    yy = np.asarray(y).astype(int)
+    s2, p2 = _as_2d(score, len(yy), "score"), _as_2d(pred, len(yy), "pred")
+    vals = np.nanmean(np.stack([_point(yy, s, p.astype(int)) for s, p in zip(s2, p2)]), axis=0)
+    return dict(zip(BOOT_METRICS, (float(v) for v in vals)))
+
+
+def bootstrap_ci(
+    y: Sequence[int],
+    score: Any,
+    pred: Any,
+    groups: Sequence[Any],
+    n_boot: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap interval of every metric, resampling patients.
+
+    Parameters
+    ----------
+    y : array (n,)
+        Labels, 1 = malignant.
+    score, pred : array (n,) or (repeats, n)
+        Decision scores and hard predictions (0/1); 2-D for repeated CV.
+    groups : array (n,)
+        Patient id of each lesion.
+    n_boot : int
+        Replicates (2000 by default).
+    seed : int
+        Seed of the resampling.
+    level : float
+        Coverage (0.95).
+
+    Returns
+    -------
+    dict
+        ``{metric: (lo, hi)}`` for auc, accuracy, sensitivity, specificity, precision, f1
+        (``(nan, nan)`` if a metric is undefined in every replicate).
+    """
+    yy = np.asarray(y).astype(int)
+    n = len(yy)
+    g = np.asarray(groups)
+    if len(g) != n:
+        raise EvaluationError(f"groups has {len(g)} entries for {n} lesions")
+    s2, p2 = _as_2d(score, n, "score"), _as_2d(pred, n, "pred").astype(int)
+    patients, inverse = np.unique(g, return_inverse=True)
+    members = [np.flatnonzero(inverse == k) for k in range(len(patients))]
+    rng = np.random.default_rng(seed)
+    out = np.full((n_boot, len(BOOT_METRICS)), np.nan)
+    for b in range(n_boot):
+        pick = rng.integers(0, len(patients), len(patients))
+        idx = np.concatenate([members[k] for k in pick])
+        yb = yy[idx]
+        out[b] = np.nanmean(np.stack([_point(yb, s[idx], p[idx]) for s, p in zip(s2, p2)]), axis=0) \
+            if len(s2) > 1 else _point(yb, s2[0][idx], p2[0][idx])
+    alpha = (1.0 - level) / 2.0
+    res: dict[str, tuple[float, float]] = {}
+    for j, m in enumerate(BOOT_METRICS):
+        col = out[:, j]
+        col = col[~np.isnan(col)]
+        res[m] = (float(np.quantile(col, alpha)), float(np.quantile(col, 1 - alpha))) if col.size else (np.nan, np.nan)
+    return res
+
+
+def cv_arrays(predictions: Sequence[Any], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(scores, preds, index)`` from CV ``FoldPrediction`` objects.
+
+    ``scores``/``preds`` have shape (repeats, m) over the ``m`` lesions in ``index``
+    that were scored in every repeat (all lesions for k-fold, the test side for a
+    hold-out split).
+    """
+    repeats = sorted({p.repeat for p in predictions})
+    rix = {r: k for k, r in enumerate(repeats)}
+    S = np.full((len(repeats), n), np.nan)
+    P = np.zeros((len(repeats), n), dtype=int)
+    for p in predictions:
+        S[rix[p.repeat], p.index] = p.score
+        P[rix[p.repeat], p.index] = p.prediction
+    index = np.flatnonzero(~np.isnan(S).any(axis=0))
+    if index.size == 0:
+        raise EvaluationError("no lesion has an out-of-fold score in every repeat")
+    return S[:, index], P[:, index], index
