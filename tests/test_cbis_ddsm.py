@@ -86,3 +86,14 @@ def test_errors(tmp_path: Path) -> None:
         "patient_id,left or right breast,image view,abnormality id,pathology\nP_1,LEFT,CC,1,MALIGNANT\n")
     with pytest.raises(DatasetError, match="no usable"):
         load_cbis_ddsm(tmp_path)
+
+
+def test_registry_and_official_split_as_evaluate_uses_them(cbis: Path) -> None:
+    from mammocadx.datasets import load_dataset
+    from mammocadx.evaluate.splits import official_split
+
+    records = load_dataset("cbis-ddsm", cbis, subset="mass")
+    (sp,) = official_split([r.split for r in records], [r.patient_id for r in records])
+    assert sorted(records[i].sample_id for i in sp.test) == ["Mass-Test_P_00003_LEFT_CC_1"]
+    assert len(sp.train) == 4
+
