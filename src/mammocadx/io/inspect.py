@@ -71,6 +71,13 @@ def describe(image: ImageData) -> dict[str, Any]:
         "view": meta.get("view"),
         "windowing": window_text(meta) if image.format == "dicom" else f"scaled by bit depth (/{2 ** min(image.bit_depth, 16) - 1})",
     }
+    if image.format != "dicom":
+        from mammocadx.io.dicom import laterality_from_text, view_from_text
+
+        name = image.source.name
+        lat, view = laterality_from_text(name), view_from_text(name)
+        facts |= {"laterality": lat, "view": view, "laterality_source": "file name" if lat else None,
+                  "view_source": "file name" if view else None}
     if image.format == "dicom":
         facts |= {
             "inverted": meta.get("inversion") or "no",
