@@ -117,3 +117,26 @@ def test_classic_tree_where_csv_paths_exist_and_mask_crop_names_are_swapped(tmp_
     (rec,) = load_cbis_ddsm(tmp_path)
     assert rec.roi.mask_path == roi / "000000.dcm" and rec.extra["crop_path"] == str(roi / "000001.dcm")
     assert (rec.label, rec.split, rec.laterality, rec.view, rec.extra["breast_density"]) == (1, "test", "R", "MLO", "2")
+
+
+@pytest.mark.slow
+def test_evaluate_official_split_runs_on_a_synthetic_tree(tmp_path: Path) -> None:
+    """``mammocadx evaluate --dataset cbis-ddsm --data DIR --split official`` end to end (needs the features stage)."""
+    import json
+
+    pytest.importorskip("mammocadx.features.extract")
+    from mammocadx.cli import main
+
+    cases = []
+    for i in range(24):
+        pathology = "MALIGNANT" if i % 2 else ("BENIGN" if i % 4 else "BENIGN_WITHOUT_CALLBACK")
+        cases.append(("mass", "train" if i < 16 else "test", f"P_{i:05d}", "LEFT" if i % 3 else "RIGHT",
+                      "CC" if i % 2 else "MLO", 1, pathology, ["same", "separate", "small"][i % 3], (20 + i, 30, 16, 12)))
+    data = build_cbis_tree(tmp_path / "cbis", "new", cases=cases, shape=(128, 96))
+    out = tmp_path / "run"
+    assert main(["-q", "evaluate", "--dataset", "cbis-ddsm", "--data", str(data), "--split", "official",
+                 "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["protocol"]["name"] == "official train/test split"
+    assert (metrics["protocol"]["n_train"], metrics["protocol"]["n_test"]) == (16, 8)
+    assert 0.0 <= metrics["auc"] <= 1.0
