@@ -208,7 +208,8 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     except (OSError, RuntimeError, ValueError, EOFError) as exc:
         raise BackboneError(f"cannot read weights ({type(exc).__name__}: {exc})", path) from exc
     except Exception as exc:  # weights_only unpickler refuses code: UnpicklingError and friends
-        raise BackboneError(f"not a plain tensor state dict ({type(exc).__name__}: {exc})", path) from exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise BackboneError(f"not a plain tensor state dict ({type(exc).__name__}: {first[:200]})", path) from exc
     for key in ("state_dict", "model", "model_state_dict", "state_dict_ema"):
         if isinstance(sd, Mapping) and key in sd and isinstance(sd[key], Mapping):
             sd = sd[key]
@@ -298,6 +299,11 @@ def _create(name: str, num_classes: int | None = None) -> torch.nn.Module:
 
 
 def _build(name: str, weights: Path | None) -> Backbone:
+    import timm
+
+    if not timm.is_model(name):
+        raise BackboneError(f"unknown backbone {name!r}: not a timm architecture "
+                            f"(known here: {', '.join(available_backbones())})")
     spec = PACKAGED.get(name)
     if weights is None:
         if spec is None:

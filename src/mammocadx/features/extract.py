@@ -235,6 +235,13 @@ _VERIFIED: dict[tuple[Any, ...], bool] = {}
 _RLOCK = threading.Lock()
 
 
+def clear_runner_cache() -> None:
+    """Forget the engines built in this process and their verification (tests, memory)."""
+    with _RLOCK:
+        _RUNNERS.clear()
+        _VERIFIED.clear()
+
+
 def _plan(precision: str, engine: str) -> list[tuple[str, bool]]:
     """Ordered (engine, bf16) candidates for a request; the eager reference is always last."""
     if precision not in PRECISIONS:
