@@ -216,6 +216,10 @@ def test_cli_cache_info_and_clear(tmp_path, capsys):
     c.put("cd" * 32, np.ones(8, np.float32))
     assert main(["cache", "info", "--dir", str(tmp_path)]) == 0
     assert "entries:  1" in capsys.readouterr().out
+    (tmp_path / "onnx").mkdir()
+    (tmp_path / "onnx" / "net.onnx").write_bytes(b"x")
     assert main(["cache", "clear", "--dir", str(tmp_path)]) == 0
     assert "1 entries" in capsys.readouterr().out
-    assert c.info().entries == 0
+    assert c.info().entries == 0 and (tmp_path / "onnx" / "net.onnx").exists()  # exports kept
+    assert main(["cache", "clear", "--all", "--dir", str(tmp_path)]) == 0
+    assert not (tmp_path / "onnx").exists()
