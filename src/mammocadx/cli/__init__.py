@@ -28,6 +28,10 @@ COMMAND_MODULES: tuple[str, ...] = (
     "evaluate",
     "predict",
     "inspect",
+    "segment",
+    "ablate",
+    "serve",
+    "cache",
 )
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
