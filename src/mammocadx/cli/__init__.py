@@ -28,9 +28,6 @@ COMMAND_MODULES: tuple[str, ...] = (
     "evaluate",
     "predict",
     "inspect",
-    "segment",
-    "ablate",
-    "serve",
     "cache",
 )
 
