@@ -477,7 +477,7 @@ def save_model(path: str | PathLike[str], head: Pipeline, card: Mapping[str, Any
         "created_utc": given.pop("created_utc", None)
         or _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
     }
-    full.update(given)
+    full.update({k: v for k, v in given.items() if k not in ("format", "schema_version", "software", "files")})
     full["head"] = {**(given.get("head") or {}), **_head_summary(head)}
     full.setdefault("intended_use", DEFAULT_INTENDED_USE)
     full.setdefault("limitations", list(DEFAULT_LIMITATIONS))
