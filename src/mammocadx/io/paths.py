@@ -67,11 +67,11 @@ def safe_name(text: object, max_length: int = MAX_NAME_LENGTH) -> str:
     cleaned = "".join(c for c in unicodedata.normalize("NFKD", original) if not unicodedata.combining(c))
     cleaned = _ALLOWED.sub("_", cleaned)
     cleaned = cleaned.lstrip(".-").rstrip(".")
-    if not cleaned.strip("_"):
+    if cleaned != original and not cleaned.strip("_"):  # "日本" -> "_" says nothing: use "x-<hash>"
         cleaned = ""
-    stem = cleaned.split(".")[0].upper()
-    reserved = stem in _WINDOWS_RESERVED
-    if cleaned and cleaned == original and not reserved and len(cleaned) <= max_length:
+    if cleaned.split(".")[0].upper() in _WINDOWS_RESERVED:
+        cleaned = "_" + cleaned  # "nul.txt" is a device on Windows whatever follows the dot
+    if cleaned and cleaned == original and len(cleaned) <= max_length:
         return cleaned
     suffix = "-" + _digest(original)
     cleaned = cleaned[: max_length - len(suffix)].rstrip(".")
