@@ -250,3 +250,30 @@ def test_dicom_renamed_png_is_read_by_content(valid, tmp_path):
     p.write_bytes(valid["png8.png"])
     kind, im = guarded(read_image, p)
     assert kind == "ok" and im.format == "png"
+
+
+HOSTILE_INFO_ROWS = [
+    "mdb001 G CIRC B 535 425 nan",
+    "mdb001 G CIRC B 535 425 inf",
+    "mdb001 G CIRC B nan 425 10",
+    "mdb001 G CIRC B 535 -inf 10",
+    "mdb001 G CIRC B 535 425 -3",
+    "mdb001 G CIRC B 535 425 0",
+    "mdb001 G CIRC B 5000 425 10",
+    "mdb001 G CIRC B 535 425",
+    "mdb001 G CIRC B x y z",
+    "mdb001 G BOGUS B 535 425 10",
+    "mdb001 G CIRC Q 535 425 10",
+    "mdb001 G",
+]
+
+
+@pytest.mark.parametrize("row", HOSTILE_INFO_ROWS)
+def test_mias_info_rows_that_must_be_refused(row):
+    mias = pytest.importorskip("mammocadx.datasets.mias")
+    from mammocadx.errors import DatasetError
+
+    text = "mini-MIAS header text\n" + row + "\nmdb002 G CIRC B 522 280 69\n"
+    kind, exc = guarded(mias.parse_info, text, expected=DatasetError, timeout=10)
+    assert kind == "refused", f"{row!r} was accepted"
+    assert "line 2" in exc.reason

@@ -220,7 +220,19 @@ _MIAS_TOKENS = ["F", "G", "D", "CALC", "CIRC", "SPIC", "MISC", "ARCH", "ASYM", "
                 "535", "425", "197", "0", "1024", "1025", "-1", "nan", "inf", "1e309", "1_000", "0x10", "+5",
                 "\u0661\u0662", "\uff15", "", "mdb001", "\t"]
 
+_NUM = st.one_of(st.sampled_from(["535", "425", "197", "0", "1024", "1025", "-1", "nan", "NaN", "inf", "-0",
+                                   "1e309", "1_000", "0x10", "+5", "5.", ".5", "\uff15", "\u0661"]),
+                 st.floats(-10, 1100).map(lambda v: f"{v:g}"), st.integers(0, 1024).map(str))
+info_row = st.tuples(
+    st.integers(0, 999), st.sampled_from(["F", "G", "D", "X"]),
+    st.sampled_from(["CALC", "CIRC", "SPIC", "MISC", "ARCH", "ASYM", "NORM", "circ"]),
+    st.one_of(st.none(), st.tuples(st.sampled_from(["B", "M", "b", "*"]),
+                                   st.one_of(st.lists(_NUM, min_size=3, max_size=3), st.none(), st.just(["*NOTE", "3*"]),
+                                             st.lists(_NUM, max_size=4)))),
+).map(lambda t: " ".join([f"mdb{t[0]:03d}", t[1], t[2]] + ([] if t[3] is None else
+                                                            [t[3][0], *(t[3][1] or [])])))
 info_line = st.one_of(
+    info_row,
     st.tuples(st.integers(0, 999), st.lists(st.sampled_from(_MIAS_TOKENS), max_size=8),
               st.sampled_from([" ", "  ", "\t", " \t "])).map(
         lambda t: f"mdb{t[0]:03d}{t[2]}" + t[2].join(t[1])),
