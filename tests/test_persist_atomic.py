@@ -132,3 +132,48 @@ def test_stale_temporaries_are_cleaned_and_a_set_aside_folder_restored(tmp_path)
     assert (final / "v1").read_text() == "1"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "model.tmp-notours"]
     assert remove_stale_temporaries(tmp_path / "missing" / "x") == []
+
+
+def test_json_is_strict_and_byte_stable(tmp_path):
+    import json
+
+    import numpy as np
+
+    from mammocadx.io.atomic import atomic_write_json
+
+    obj = {"auc": np.float64(0.7125), "ci": np.array([0.61, float("nan")]), "n": np.int64(119),
+           "path": tmp_path / "x.png", "classes": {"malignant", "benign"}, "ok": np.bool_(True)}
+    a = atomic_write_json(tmp_path / "a.json", obj).read_bytes()
+    b = atomic_write_json(tmp_path / "b.json", obj).read_bytes()
+    assert a == b and a.endswith(b"\n") and b"NaN" not in a
+    assert json.loads(a) == {"auc": 0.7125, "ci": [0.61, None], "n": 119, "path": str(tmp_path / "x.png"),
+                             "classes": ["benign", "malignant"], "ok": True}
+    with pytest.raises(TypeError, match="object"):
+        atomic_write_json(tmp_path / "c.json", {"x": object()})
+    assert not (tmp_path / "c.json").exists()
+
+
+def test_csv_cells_are_defused_and_numbers_exact(tmp_path):
+    import csv
+
+    import numpy as np
+
+    from mammocadx.io.atomic import atomic_write_csv, csv_cell
+
+    assert csv_cell("=HYPERLINK(\"http://x\")") == "'=HYPERLINK(\"http://x\")"
+    assert [csv_cell(v) for v in ("+1 555", "@SUM(A1)", "-cmd", "\tx")] == ["'+1 555", "'@SUM(A1)", "'-cmd", "'\tx"]
+    assert [csv_cell(v) for v in ("-0.53", "1e-3", "mdb005", "")] == ["-0.53", "1e-3", "mdb005", ""]
+    assert [csv_cell(v) for v in (np.float32(0.1), np.float64(-0.25), 0.1 + 0.2, float("nan"), None,
+                                  True, np.bool_(False), np.int64(3))] == \
+        ["0.1", "-0.25", "0.30000000000000004", "", "", "true", "false", "3"]
+    rows = [{"image_id": "=cmd|' /C calc'!A0", "score": np.float64(-1.2345678901234567), "label": "benign"},
+            {"image_id": "mdb005", "score": 0.5}]
+    p = atomic_write_csv(tmp_path / "predictions.csv", rows, ["image_id", "score", "label"])
+    text = p.read_text()
+    assert text.splitlines()[0] == "image_id,score,label" and "\r" not in text
+    back = list(csv.DictReader(text.splitlines()))
+    assert back[0]["image_id"].startswith("'=") and float(back[0]["score"]) == -1.2345678901234567
+    assert back[1] == {"image_id": "mdb005", "score": "0.5", "label": ""}
+    with pytest.raises(ValueError):
+        atomic_write_csv(tmp_path / "bad.csv", [{"nope": 1}], ["image_id"])
+    assert not (tmp_path / "bad.csv").exists()

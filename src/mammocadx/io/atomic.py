@@ -24,13 +24,18 @@ usual packages (``atomicwrites``) are unmaintained and handle single files only.
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
+import json
 import logging
+import math
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +101,86 @@ def atomic_write_text(path: str | PathLike[str], text: str, encoding: str = "utf
     Newlines are written as given (``\\n``), on every platform.
     """
     return atomic_write_bytes(path, text.encode(encoding))
+
+
+def json_data(value: Any) -> Any:
+    """``value`` as strict JSON data: NumPy scalars/arrays to Python, NaN/inf to ``None``, paths to str.
+
+    Dict keys become strings; tuples and sets become lists (sets sorted). Anything
+    else raises ``TypeError`` naming its type.
+    """
+    if value is None or isinstance(value, (bool, str, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if hasattr(value, "tolist") and hasattr(value, "dtype"):  # NumPy scalar or array, without importing NumPy
+        return json_data(value.tolist())
+    if isinstance(value, PathLike):
+        return os.fspath(value)
+    if isinstance(value, Mapping):
+        return {str(k): json_data(v) for k, v in value.items()}
+    if isinstance(value, (set, frozenset)):
+        return [json_data(v) for v in sorted(value, key=repr)]
+    if isinstance(value, (list, tuple)):
+        return [json_data(v) for v in value]
+    raise TypeError(f"{type(value).__name__} is not JSON data")
+
+
+def atomic_write_json(path: str | PathLike[str], obj: Any, indent: int | None = 2) -> Path:
+    """Write ``obj`` as strict JSON (see :func:`json_data`), atomically, ending in a newline.
+
+    The same object always gives the same bytes (key order as given, floats in
+    Python's shortest round-trip form), so reruns can be compared byte for byte.
+    """
+    text = json.dumps(json_data(obj), indent=indent, ensure_ascii=False, allow_nan=False)
+    return atomic_write_text(path, text + "\n")
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> str:
+    """One CSV cell as text, defused against spreadsheet formula injection.
+
+    ``None`` and NaN become an empty cell; floats use Python's shortest
+    round-trip form; text that a spreadsheet would run as a formula (starting
+    with ``= + - @``, tab or carriage return, and not a number such as
+    ``-0.53``) gets a leading ``'``, as OWASP advises for CSV files built from
+    untrusted ids.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if hasattr(value, "dtype") and getattr(value, "ndim", 1) == 0:  # NumPy scalar
+        if value.dtype.kind == "f":
+            # str() of a NumPy float is its shortest round-trip form at its own precision
+            return "" if math.isnan(float(value)) else str(value)
+        return csv_cell(value.item())
+    if isinstance(value, float):
+        return "" if math.isnan(value) else repr(float(value))
+    text = os.fspath(value) if isinstance(value, PathLike) else str(value)
+    if text.startswith(_FORMULA_START):
+        try:
+            float(text)
+        except ValueError:
+            return "'" + text
+    return text
+
+
+def atomic_write_csv(path: str | PathLike[str], rows: Iterable[Mapping[str, Any]],
+                     fieldnames: Sequence[str]) -> Path:
+    """Write rows as a CSV file (header first, ``\\n`` line ends) atomically; cells via :func:`csv_cell`.
+
+    Keys of a row that are not in ``fieldnames`` raise ``ValueError``; missing
+    keys give empty cells.
+    """
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(fieldnames), lineterminator="\n", extrasaction="raise")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: csv_cell(v) for k, v in row.items()})
+    return atomic_write_text(path, buf.getvalue())
 
 
 def _fsync_tree(root: Path) -> None:
