@@ -40,9 +40,9 @@ def _card(**over):
     card = {
         "name": "test-model",
         "backbone": {"name": "tf_efficientnet_lite0", "weights_sha256": "ab" * 32, "feature_dim": 40},
-        "preprocessing": {"pseudocolor": "sine", "roi": {"size": 224, "context": 1.5}, "segment": False},
+        "config": {"mode": "paper", "pseudocolor": "sine", "context": 1.5, "segment": False},
         "threshold": 0.0,
-        "training": {"fingerprint": "cd" * 32, "n_samples": 90, "seed": 0, "dataset": "synthetic"},
+        "training_data": {"fingerprint": "cd" * 32, "n_lesions": 90, "seed": 0, "dataset": "synthetic"},
         "metrics": {"protocol": "5-fold patient-grouped CV", "auc": 0.71, "auc_ci": [0.6, 0.8]},
         "created_utc": "2026-01-01T00:00:00+00:00",
     }
@@ -106,7 +106,7 @@ def test_card_records_what_a_reader_needs(fitted, tmp_path):
     assert card["metrics"] == {"protocol": "cv", "auc": None, "n": 3}  # strict JSON: NaN -> null
     assert card["software"]["scikit-learn"] and card["software"]["numpy"] == np.__version__
     assert "not a medical device" in card["intended_use"].lower() and card["limitations"]
-    assert card["training"]["fingerprint"] == "cd" * 32 and card["backbone"]["weights_sha256"] == "ab" * 32
+    assert card["training_data"]["fingerprint"] == "cd" * 32 and card["backbone"]["weights_sha256"] == "ab" * 32
     for name in (HEAD_FILE, ARRAYS_FILE):
         assert card["files"][name] == hashlib.sha256((out / name).read_bytes()).hexdigest()
     lines = (out / CHECKSUMS_FILE).read_text().splitlines()
@@ -261,7 +261,7 @@ def test_newer_schema_gives_a_clear_error(fitted, tmp_path):
     assert not isinstance(info.value, ModelIntegrityError)
 
 
-@pytest.mark.parametrize("drop", ["backbone", "threshold", "training", "metrics", "preprocessing"])
+@pytest.mark.parametrize("drop", ["backbone", "threshold", "training_data", "metrics", "config"])
 def test_card_without_required_keys_is_refused(drop, fitted, tmp_path):
     card = _card()
     del card[drop]
@@ -275,8 +275,10 @@ def test_card_validation_details():
     validate_card(_card(metrics={}))
     with pytest.raises(ModelError, match="protocol"):
         validate_card(_card(metrics={"auc": 0.7}))
-    with pytest.raises(ModelError, match="training.seed"):
-        validate_card(_card(training={"fingerprint": "x", "n_samples": 3, "seed": True}))
+    with pytest.raises(ModelError, match="training_data.seed"):
+        validate_card(_card(training_data={"fingerprint": "x", "n_lesions": 3, "seed": True}))
+    with pytest.raises(ModelError, match="config.pseudocolor"):
+        validate_card(_card(config={"mode": "paper"}))
     with pytest.raises(ModelError, match="threshold"):
         validate_card(_card(threshold="0"))
     with pytest.raises(ModelError, match="finite"):
@@ -404,3 +406,16 @@ def test_trusted_list_is_small_and_explicit():
     assert set(persist.TRUSTED_ESTIMATORS) == {
         "sklearn.preprocessing.StandardScaler", "sklearn.decomposition.PCA", "sklearn.svm.SVC",
         "sklearn.svm.LinearSVC", "sklearn.linear_model.LogisticRegression"}
+
+
+def test_attributes_set_on_the_pipeline_survive(fitted, tmp_path):
+    """A mode that picks its own operating point stores it as ``head.threshold_``."""
+    X, y, _ = _data()
+    head = HEADS["logreg_pca"]().fit(X, y)
+    head.threshold_ = -0.125
+    loaded, _ = load_model(save_model(tmp_path / "m", head, _card(threshold=-0.125)))
+    assert loaded.threshold_ == -0.125 and type(loaded.threshold_) is float
+    out = save_model(tmp_path / "m2", head, _card())
+    _edit_head(out, lambda d: d["pipeline_fitted"].__setitem__("predict", 1))
+    with pytest.raises(ModelIntegrityError, match="shadow"):
+        load_model(out)

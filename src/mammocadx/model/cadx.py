@@ -30,6 +30,7 @@ from mammocadx.io.images import ImageData, read_image, to_uint8
 from mammocadx.model.pipeline import HeadConfig, make_paper_head
 from mammocadx.preprocess.pseudocolor import pseudocolor
 from mammocadx.preprocess.roi import RoiConfig, crop_square, extract_roi, load_mask, roi_square
+from mammocadx.utils.determinism import fingerprint_records
 
 log = logging.getLogger(__name__)
 
@@ -392,7 +393,9 @@ class CADx:
             "head": head_info,
             "threshold": self.threshold,
             "training_data": {"n_lesions": len(fs.records), "n_malignant": int(fs.y.sum()),
-                              "n_patients": len(set(fs.groups)), "fingerprint": fingerprint(fs.records)},
+                              "n_patients": len(set(fs.groups)), "seed": None,
+                              "fingerprint": fingerprint_records(fs.records),
+                              "fingerprint_method": "sha256 of image and mask bytes, ids, labels, ROIs"},
             "intended_use": INTENDED_USE,
             "limitations": LIMITATIONS,
             "metrics": None,

@@ -110,13 +110,13 @@ REQUIRED_CARD_KEYS: dict[str, tuple[type, ...]] = {
     "backbone": (dict,),
     "backbone.name": (str,),
     "backbone.weights_sha256": (str, type(None)),
-    "preprocessing": (dict,),
-    "preprocessing.pseudocolor": (str,),
+    "config": (dict,),
+    "config.pseudocolor": (str,),
     "threshold": (int, float),
-    "training": (dict,),
-    "training.fingerprint": (str,),
-    "training.n_samples": (int,),
-    "training.seed": (int, type(None)),
+    "training_data": (dict,),
+    "training_data.fingerprint": (str,),
+    "training_data.n_lesions": (int,),
+    "training_data.seed": (int, type(None)),
     "metrics": (dict, type(None)),
 }
 
@@ -274,18 +274,21 @@ def _rebuild_estimator(desc: Any, arrays: Mapping[str, np.ndarray], used: set[st
     except (TypeError, ValueError) as exc:
         raise ModelIntegrityError(f"{where}: cannot construct {cls_name} ({exc})") from exc
     for attr, raw in desc["fitted"].items():
-        # Only plain data attributes: never a dunder, a parameter, or anything the class
-        # defines itself (a method or property an attribute could shadow).
-        if not isinstance(attr, str) or not _ATTR_NAME.match(attr) or attr.startswith("__") or attr in valid:
-            raise ModelIntegrityError(f"{where}: refusing attribute name {str(attr)[:40]!r}")
-        try:
-            getattr_static(cls, attr)
-        except AttributeError:
-            pass
-        else:
-            raise ModelIntegrityError(f"{where}: attribute {attr!r} would shadow a member of {cls_name}")
+        _check_attr_name(cls, cls_name, attr, valid, where)
         setattr(est, attr, _decode(raw, arrays, used, where))
     return name, est
+
+
+def _check_attr_name(cls: type, cls_name: str, attr: Any, params: set[str], where: str) -> None:
+    """Only plain data attributes: never a dunder, a parameter, or a member the class defines
+    itself (a method or property that an instance attribute could shadow)."""
+    if not isinstance(attr, str) or not _ATTR_NAME.match(attr) or attr.startswith("__") or attr in params:
+        raise ModelIntegrityError(f"{where}: refusing attribute name {str(attr)[:40]!r}")
+    try:
+        getattr_static(cls, attr)
+    except AttributeError:
+        return
+    raise ModelIntegrityError(f"{where}: attribute {attr!r} would shadow a member of {cls_name}")
 
 
 def _probe_inputs(head: Pipeline) -> np.ndarray:
@@ -315,14 +318,19 @@ def _lookup(card: Mapping[str, Any], dotted: str) -> Any:
 def validate_card(card: Mapping[str, Any]) -> None:
     """Check that a model card has every required key with the right type.
 
-    Required (dotted = inside a sub-dict): ``backbone.name``,
-    ``backbone.weights_sha256``, ``preprocessing.pseudocolor`` (plus any other
-    preprocessing settings), ``threshold`` (decision threshold on the score),
-    ``training.fingerprint`` (see :func:`mammocadx.utils.determinism.fingerprint_records`),
-    ``training.n_samples``, ``training.seed`` (int or null) and ``metrics`` (a dict;
-    when not empty it must say its ``protocol``, e.g. "5-fold patient-grouped CV, 5 repeats").
+    Required (dotted = inside a sub-dict):
 
-    Raises
+    - ``backbone.name``, ``backbone.weights_sha256`` (str, or null for random weights);
+    - ``config`` (the model's full configuration: preprocessing, ROI, pseudocolour,
+      head settings) with at least ``config.pseudocolor``;
+    - ``threshold``: the decision threshold on the score (finite number);
+    - ``training_data.fingerprint`` (see
+      :func:`mammocadx.utils.determinism.fingerprint_records`),
+      ``training_data.n_lesions`` and ``training_data.seed`` (int or null);
+    - ``metrics``: a dict or null; when not empty it must say its ``protocol``
+      (e.g. "5-fold patient-grouped CV, 5 repeats").
+
+        Raises
     ------
     ModelError
         Naming the first missing or mistyped key.
@@ -456,6 +464,10 @@ def save_model(path: str | PathLike[str], head: Pipeline, card: Mapping[str, Any
 
     store = _ArrayStore()
     steps = [_describe_estimator(name, est, store) for name, est in head.steps]
+    # Attributes set on the Pipeline itself after fitting (e.g. a mode's chosen ``threshold_``).
+    pipe_params = head.get_params(deep=False)
+    pipe_fitted = {k: _encode(v, f"pipeline/{k}", store) for k, v in sorted(vars(head).items())
+                   if k not in pipe_params}
     probe = _probe_inputs(head)
     store.add("probe/X", probe)
     store.add("probe/decision", np.asarray(head.decision_function(probe), dtype=np.float64))
@@ -465,6 +477,7 @@ def save_model(path: str | PathLike[str], head: Pipeline, card: Mapping[str, Any
         "kind": "sklearn.pipeline.Pipeline",
         "sklearn_version": _version("scikit-learn"),
         "steps": steps,
+        "pipeline_fitted": pipe_fitted,
         "probe": {"X": "probe/X", "decision": "probe/decision"},
     }
     head_bytes = (json.dumps(head_doc, indent=1, allow_nan=False) + "\n").encode("utf-8")
@@ -629,6 +642,16 @@ def load_model(path: str | PathLike[str], *, expected_fingerprint: str | None = 
     if len({n for n, _ in steps}) != len(steps):
         raise ModelIntegrityError(f"{HEAD_FILE} repeats a step name", path)
     head = Pipeline(steps)
+    pipe_fitted = head_doc.get("pipeline_fitted", {})
+    if not isinstance(pipe_fitted, dict):
+        raise ModelIntegrityError(f"{HEAD_FILE}: malformed pipeline_fitted", path)
+    try:
+        for attr, raw in pipe_fitted.items():
+            _check_attr_name(Pipeline, "sklearn.pipeline.Pipeline", attr, set(head.get_params(deep=False)),
+                             "pipeline")
+            setattr(head, attr, _decode(raw, arrays, used, "pipeline"))
+    except ModelIntegrityError as exc:
+        raise ModelIntegrityError(exc.reason, path) from None
 
     probe = head_doc.get("probe")
     if not (isinstance(probe, dict) and probe.get("X") in arrays and probe.get("decision") in arrays):
