@@ -419,3 +419,35 @@ def test_attributes_set_on_the_pipeline_survive(fitted, tmp_path):
     _edit_head(out, lambda d: d["pipeline_fitted"].__setitem__("predict", 1))
     with pytest.raises(ModelIntegrityError, match="shadow"):
         load_model(out)
+
+
+def test_array_announcing_more_data_than_it_holds_is_refused_before_allocation(fitted, tmp_path):
+    out = save_model(tmp_path / "m", fitted[0]["logreg_no_pca"], _card())
+    with np.load(out / ARRAYS_FILE, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    with zipfile.ZipFile(out / ARRAYS_FILE, "w") as zf:
+        for key, arr in arrays.items():
+            with zf.open(f"{key}.npy", "w") as fh:
+                if key == "lr/coef_":  # 8 TB announced, 16 bytes present
+                    np.lib.format.write_array_header_1_0(
+                        fh, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)})
+                    fh.write(b"\0" * 16)
+                else:
+                    np.lib.format.write_array(fh, arr, allow_pickle=False)
+    _reseal(out)
+    with pytest.raises(ModelIntegrityError, match="announces"):
+        load_model(out)
+
+
+def test_deeply_nested_head_is_refused(fitted, tmp_path):
+    out = save_model(tmp_path / "m", fitted[0]["logreg_no_pca"], _card())
+    doc = json.loads((out / HEAD_FILE).read_text())
+    for depth in (3000, 20000):  # beyond the JSON parser's recursion limit
+        nested = "1"
+        for _ in range(depth):
+            nested = '{"__tuple__": [' + nested + "]}"
+        text = json.dumps(doc).replace('"fitted": {', '"fitted": {"deep_": ' + nested + ", ", 1)
+        (out / HEAD_FILE).write_text(text)
+        _reseal(out)
+        with pytest.raises(ModelIntegrityError):
+            load_model(out)

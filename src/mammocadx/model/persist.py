@@ -536,9 +536,39 @@ def _strict_json(data: bytes, name: str, path: Path) -> Any:
         raise ModelIntegrityError(f"{name} is not valid JSON ({exc})", path) from None
 
 
+def _check_npz_headers(path: Path) -> None:
+    """Read every member's .npy header before any array: refuse objects and sizes the bytes cannot back.
+
+    A resealed archive could otherwise announce a 10**12-element array and make
+    ``np.load`` try to allocate it.
+    """
+    file = path / ARRAYS_FILE
+    with zipfile.ZipFile(file) as zf:
+        for info in zf.infolist():
+            if not info.filename.endswith(".npy"):
+                raise ModelIntegrityError(f"{ARRAYS_FILE} holds members that are not arrays: {info.filename[:60]!r}",
+                                          path)
+            with zf.open(info) as fh:
+                version = np.lib.format.read_magic(fh)
+                if version == (1, 0):
+                    shape, _fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+                elif version == (2, 0):
+                    shape, _fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+                else:
+                    raise ModelIntegrityError(f"{ARRAYS_FILE}: unsupported .npy version {version}", path)
+            if dtype.hasobject or dtype.kind not in _ALLOWED_DTYPE_KINDS:
+                raise ModelIntegrityError(f"{ARRAYS_FILE}: {info.filename[:60]!r} holds pickled/object data "
+                                          f"(dtype {dtype}); refused", path)
+            nbytes = math.prod(int(n) for n in shape) * dtype.itemsize
+            if nbytes > info.file_size:
+                raise ModelIntegrityError(f"{ARRAYS_FILE}: {info.filename[:60]!r} announces {nbytes} bytes but "
+                                          f"holds {info.file_size}", path)
+
+
 def _load_arrays(path: Path) -> dict[str, np.ndarray]:
     file = path / ARRAYS_FILE
     try:
+        _check_npz_headers(path)
         with np.load(file, allow_pickle=False) as npz:
             names = list(npz.files)
             bad = [n for n in npz.zip.namelist() if not n.endswith(".npy")]
@@ -551,8 +581,9 @@ def _load_arrays(path: Path) -> dict[str, np.ndarray]:
         # NumPy refuses object arrays with allow_pickle=False: "Object arrays cannot be loaded ..."
         raise ModelIntegrityError(f"{ARRAYS_FILE} holds pickled/object data or is malformed ({exc}); refused",
                                   path) from None
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise ModelIntegrityError(f"{ARRAYS_FILE} is not a readable NumPy archive ({exc})", path) from None
+    except (OSError, zipfile.BadZipFile, EOFError, MemoryError, zipfile.LargeZipFile) as exc:
+        raise ModelIntegrityError(f"{ARRAYS_FILE} is not a readable NumPy archive "
+                                  f"({type(exc).__name__}: {exc})", path) from None
     for key, arr in arrays.items():
         if arr.dtype.kind not in _ALLOWED_DTYPE_KINDS:
             raise ModelIntegrityError(f"{ARRAYS_FILE}: array {key!r} has refused dtype {arr.dtype}", path)
@@ -639,6 +670,8 @@ def load_model(path: str | PathLike[str], *, expected_fingerprint: str | None = 
         steps = [_rebuild_estimator(d, arrays, used) for d in steps_doc]
     except ModelIntegrityError as exc:
         raise ModelIntegrityError(exc.reason, path) from None
+    except RecursionError:
+        raise ModelIntegrityError(f"{HEAD_FILE} is nested too deeply", path) from None
     if len({n for n, _ in steps}) != len(steps):
         raise ModelIntegrityError(f"{HEAD_FILE} repeats a step name", path)
     head = Pipeline(steps)
