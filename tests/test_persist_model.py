@@ -451,3 +451,13 @@ def test_deeply_nested_head_is_refused(fitted, tmp_path):
         _reseal(out)
         with pytest.raises(ModelIntegrityError):
             load_model(out)
+
+
+def test_card_missing_required_keys_is_refused_on_load(fitted, tmp_path):
+    out = save_model(tmp_path / "m", fitted[0]["logreg_no_pca"], _card())
+    card = json.loads((out / CARD_FILE).read_text())
+    del card["training_data"]
+    (out / CARD_FILE).write_text(json.dumps(card))
+    _reseal(out)
+    with pytest.raises(ModelIntegrityError, match="training_data"):
+        load_model(out)

@@ -330,7 +330,7 @@ def validate_card(card: Mapping[str, Any]) -> None:
     - ``metrics``: a dict or null; when not empty it must say its ``protocol``
       (e.g. "5-fold patient-grouped CV, 5 repeats").
 
-        Raises
+    Raises
     ------
     ModelError
         Naming the first missing or mistyped key.
@@ -657,6 +657,10 @@ def load_model(path: str | PathLike[str], *, expected_fingerprint: str | None = 
                 f"{name} uses model schema {version}, newer than this mammocadx understands ({SCHEMA_VERSION}); "
                 f"the model was saved by mammocadx {saved_by or 'a newer version'}: upgrade mammocadx to load it",
                 path)
+    try:
+        validate_card(card)
+    except ModelError as exc:
+        raise ModelIntegrityError(f"{CARD_FILE}: {exc.reason}", path) from None
     files = card.get("files")
     if not isinstance(files, dict) or any(files.get(n) != sums[n] for n in (HEAD_FILE, ARRAYS_FILE)):
         raise ModelIntegrityError(f"the hashes in {CARD_FILE} 'files' do not match {CHECKSUMS_FILE}", path)
