@@ -15,12 +15,27 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
+from scipy.stats import rankdata
 
 from mammocadx.errors import EvaluationError
 
 #: Metrics given an interval, in report order.
 BOOT_METRICS: tuple[str, ...] = ("auc", "accuracy", "sensitivity", "specificity", "precision", "f1")
+
+
+def fast_auc(y: np.ndarray, s: np.ndarray) -> float:
+    """ROC AUC by the Mann-Whitney rank formula (ties get average ranks); nan with one class.
+
+    Equal to ``sklearn.metrics.roc_auc_score``; hand-written because the bootstrap
+    calls it ~10^4 times and this avoids sklearn's input validation overhead.
+    """
+    pos = y == 1
+    n1 = int(pos.sum())
+    n0 = len(y) - n1
+    if n1 == 0 or n0 == 0:
+        return np.nan
+    ranks = rankdata(s)
+    return float((ranks[pos].sum() - n1 * (n1 + 1) / 2.0) / (n1 * n0))
 
 
 def _point(y: np.ndarray, s: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -33,8 +48,7 @@ def _point(y: np.ndarray, s: np.ndarray, p: np.ndarray) -> np.ndarray:
     def r(a: float, b: float) -> float:
         return a / b if b > 0 else np.nan
 
-    both = (y == 1).any() and (y == 0).any()
-    auc = roc_auc_score(y, s) if both else np.nan
+    auc = fast_auc(y, s)
     return np.array([auc, r(tp + tn, tp + tn + fp + fn), r(tp, tp + fn), r(tn, tn + fp), r(tp, tp + fp),
                      r(2 * tp, 2 * tp + fp + fn)], dtype=float)
 
