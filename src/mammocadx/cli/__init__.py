@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "predict",
     "inspect",
     "cache",
+    "ablate",
 )
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
