@@ -80,8 +80,8 @@ class InnerCVPipeline(Pipeline):
 
     def __init__(self, steps: list[tuple[str, Any]], *, param_grid: Mapping[str, Sequence[Any]] | None = None,
                  inner_folds: int = 3, threshold: str = "zero", random_state: int = 0,
-                 memory: Any = None, verbose: bool = False):
-        super().__init__(steps, memory=memory, verbose=verbose)
+                 transform_input: Any = None, memory: Any = None, verbose: bool = False):
+        super().__init__(steps, transform_input=transform_input, memory=memory, verbose=verbose)
         self.param_grid = param_grid
         self.inner_folds = inner_folds
         self.threshold = threshold
