@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import warnings
+
 import numpy as np
 from scipy.stats import rankdata
 
@@ -112,12 +114,23 @@ def bootstrap_ci(
     members = [np.flatnonzero(inverse == k) for k in range(len(patients))]
     rng = np.random.default_rng(seed)
     out = np.full((n_boot, len(BOOT_METRICS)), np.nan)
+    with warnings.catch_warnings():  # a metric undefined in every repeat of a replicate (e.g. no positive call)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        _fill(out, yy, s2, p2, members, rng, n_boot)
+    return _intervals(out, level)
+
+
+def _fill(out: np.ndarray, yy: np.ndarray, s2: np.ndarray, p2: np.ndarray, members: list[np.ndarray],
+          rng: np.random.Generator, n_boot: int) -> None:
     for b in range(n_boot):
-        pick = rng.integers(0, len(patients), len(patients))
+        pick = rng.integers(0, len(members), len(members))
         idx = np.concatenate([members[k] for k in pick])
         yb = yy[idx]
         out[b] = np.nanmean(np.stack([_point(yb, s[idx], p[idx]) for s, p in zip(s2, p2)]), axis=0) \
             if len(s2) > 1 else _point(yb, s2[0][idx], p2[0][idx])
+
+
+def _intervals(out: np.ndarray, level: float) -> dict[str, tuple[float, float]]:
     alpha = (1.0 - level) / 2.0
     res: dict[str, tuple[float, float]] = {}
     for j, m in enumerate(BOOT_METRICS):
