@@ -37,6 +37,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from sklearn.utils.multiclass import unique_labels
 from sklearn.utils.validation import check_is_fitted, check_X_y
+from threadpoolctl import threadpool_limits
 
 from mammocadx.errors import ModelError
 
@@ -248,7 +249,9 @@ class NestedPCASearch(ClassifierMixin, BaseEstimator):
             grid = sorted({min(int(k), k_max) for k in grid if int(k) >= 1}, reverse=True)
             best_k, best_auc, best_oof = grid[0], -np.inf, None
             for k in grid:  # high to low: eliminate components step by step
-                auc, oof = self._oof(X, yb, splits, k)
+                # tiny matrices: BLAS threads only add spin-up cost (20x slower on a shared 2-core machine)
+                with threadpool_limits(limits=1, user_api="blas"):
+                    auc, oof = self._oof(X, yb, splits, k)
                 self.search_scores_[k] = auc
                 log.debug("component search: k=%d inner AUC %.4f", k, auc)
                 if auc >= best_auc:  # ties -> the smaller count (visited later)
