@@ -1,0 +1,1 @@
+"""Explanations of the classifier's own decision (Grad-CAM of the malignancy score)."""
