@@ -40,14 +40,21 @@ def safe_id(sample_id: str, max_len: int = 80) -> str:
     return s or "lesion"
 
 
+#: What a figure can show: evidence for the decided class, towards malignant, towards benign, or both (signed).
+SHOW = ("decision", "malignant", "benign", "signed")
+
+
 def _label(score: float, threshold: float) -> str:
     return "malignant" if score > threshold else "benign"
 
 
-def _heat_args(expl: Explanation, signed: bool) -> tuple[np.ndarray, dict[str, Any], str]:
-    if signed:
+def _heat_args(expl: Explanation, show: str, threshold: float) -> tuple[np.ndarray, dict[str, Any], str]:
+    if show == "signed":
         return expl.signed_cam, {"cmap": SIGNED_CMAP, "vmin": -1.0, "vmax": 1.0}, "towards benign  <-  0  ->  towards malignant"
-    return expl.cam, {"cmap": CAM_CMAP, "vmin": 0.0, "vmax": 1.0}, "evidence towards malignant (0..1)"
+    if show not in SHOW:
+        raise ValueError(f"show must be one of {SHOW}, got {show!r}")
+    towards = expl.decided(threshold) if show == "decision" else show
+    return expl.cam_for(towards), {"cmap": CAM_CMAP, "vmin": 0.0, "vmax": 1.0}, f"evidence towards {towards} (0..1)"
 
 
 def panel_figure(
@@ -56,7 +63,7 @@ def panel_figure(
     roi_rgb: np.ndarray,
     title: str = "",
     threshold: float = 0.0,
-    signed: bool = False,
+    show: str = "decision",
 ) -> Figure:
     """Four panels as the paper's figure 6: original ROI, pseudocolour ROI, heat-map, overlay.
 
@@ -70,11 +77,14 @@ def panel_figure(
         Shown above the panels with the score and decision.
     threshold : float
         Decision threshold on the score (default 0).
-    signed : bool
-        Show the signed map (red = towards malignant, blue = towards benign)
-        instead of the ReLU Grad-CAM.
+    show : str
+        ``"decision"`` (default): Grad-CAM of the decided class (evidence
+        towards malignant if ``score > threshold``, else towards benign);
+        ``"malignant"`` / ``"benign"``: that class's evidence; ``"signed"``:
+        both on a diverging map (red = towards malignant, blue = towards benign).
     """
-    heat, kw, cbar_label = _heat_args(expl, signed)
+    signed = show == "signed"
+    heat, kw, cbar_label = _heat_args(expl, show, threshold)
     fig = Figure(figsize=(13.0, 3.6), dpi=100)
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 4)
@@ -83,9 +93,9 @@ def panel_figure(
     axes[1].imshow(np.clip(roi_rgb, 0, 1))
     axes[1].set_title("pseudocolour ROI")
     im = axes[2].imshow(heat, **kw)
-    axes[2].set_title("Grad-CAM (signed)" if signed else "Grad-CAM")
+    axes[2].set_title("Grad-CAM (signed)" if signed else f"Grad-CAM: {cbar_label.split(' (')[0]}")
     axes[3].imshow(roi_grey, cmap="gray", vmin=0, vmax=1)
-    alpha = np.clip(np.abs(heat), 0, 1) * 0.6 if not signed else np.clip(np.abs(heat), 0, 1) * 0.7
+    alpha = np.clip(np.abs(heat), 0, 1) * (0.7 if signed else 0.6)
     axes[3].imshow(heat, alpha=alpha, **kw)
     axes[3].set_title("overlay")
     for ax in axes:
@@ -103,7 +113,7 @@ def mammogram_figure(
     crop: tuple[float, float, float],
     title: str = "",
     threshold: float = 0.0,
-    signed: bool = False,
+    show: str = "decision",
 ) -> Figure:
     """The full mammogram with the heat-map placed back on the ROI square (outlined)."""
     image = np.asarray(image, np.float32)
@@ -113,7 +123,7 @@ def mammogram_figure(
         image = cv2.resize(image, (max(int(round(cols * scale)), 1), max(int(round(rows * scale)), 1)), interpolation=cv2.INTER_AREA)
     cx, cy, side = crop
     dcrop = (cx * scale, cy * scale, side * scale)
-    heat, kw, cbar_label = _heat_args(expl, signed)
+    heat, kw, cbar_label = _heat_args(expl, show, threshold)
     placed = place_on_image(heat, dcrop, image.shape, fill=np.nan)
     alpha = np.nan_to_num(np.clip(np.abs(placed), 0, 1)) * 0.6
     h, w = image.shape
@@ -153,15 +163,18 @@ def save_explanation(
     image: np.ndarray | None = None,
     crop: tuple[float, float, float] | None = None,
     threshold: float = 0.0,
-    signed: bool = False,
+    show: str = "decision",
+    extra: dict[str, Any] | None = None,
 ) -> list[Path]:
-    """Write the explanation's figures and a small JSON summary.
+    """Write the explanation's figures and a small JSON summary (``extra`` is added to the JSON).
 
     Files (``ID`` = :func:`safe_id` of ``sample_id``):
 
     - ``ID_gradcam.png``: original ROI, pseudocolour ROI, heat-map, overlay;
     - ``ID_gradcam_mammogram.png``: full-image overlay (when ``image`` and ``crop`` are given);
     - ``ID_gradcam.json``: score, decision, threshold, target layer, crop, sign convention.
+
+    ``show`` picks the map (see :func:`panel_figure`).
 
     Returns
     -------
@@ -173,13 +186,13 @@ def save_explanation(
     sid = safe_id(sample_id)
     written: list[Path] = []
 
-    panel = panel_figure(expl, roi_grey, roi_rgb, title=str(sample_id), threshold=threshold, signed=signed)
+    panel = panel_figure(expl, roi_grey, roi_rgb, title=str(sample_id), threshold=threshold, show=show)
     p = out / f"{sid}_gradcam.png"
     _save_atomic(lambda t: panel.savefig(t, format="png", bbox_inches="tight"), p)
     written.append(p)
 
     if image is not None and crop is not None:
-        fig = mammogram_figure(expl, image, crop, title=str(sample_id), threshold=threshold, signed=signed)
+        fig = mammogram_figure(expl, image, crop, title=str(sample_id), threshold=threshold, show=show)
         p = out / f"{sid}_gradcam_mammogram.png"
         _save_atomic(lambda t: fig.savefig(t, format="png", bbox_inches="tight"), p)
         written.append(p)
@@ -191,9 +204,10 @@ def save_explanation(
         "threshold": threshold,
         "target_layer": expl.target_layer,
         "crop": list(map(float, crop)) if crop is not None else None,
-        "signed": signed,
+        "show": show,
         "convention": "score = head decision_function; positive score and positive map values = towards malignant",
         "files": [q.name for q in written],
+        **(extra or {}),
     }
     p = out / f"{sid}_gradcam.json"
 

@@ -32,6 +32,8 @@ the forward or the head raises.
 from __future__ import annotations
 
 import logging
+import threading
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence
 
@@ -97,11 +99,37 @@ class Explanation:
     target_layer: str
     meta: dict[str, Any] = field(default_factory=dict)
 
+    def cam_for(self, towards: str) -> np.ndarray:
+        """Evidence map ``(S, S)`` in [0, 1] towards ``"malignant"`` (= :attr:`cam`) or ``"benign"``.
+
+        The benign map is ``ReLU(-signed)`` rescaled to [0, 1]: Grad-CAM of the
+        negated score, i.e. of the benign class.
+        """
+        if towards == "malignant":
+            return self.cam
+        if towards == "benign":
+            neg = np.maximum(-self.signed_cam, 0.0)
+            peak = float(neg.max())
+            return (neg / peak if peak > 0 else neg).astype(np.float32)
+        raise ValueError(f"towards must be 'malignant' or 'benign', got {towards!r}")
+
+    def decided(self, threshold: float = 0.0) -> str:
+        """``"malignant"`` if ``score > threshold`` else ``"benign"``."""
+        return "malignant" if self.score > threshold else "benign"
+
+    def decision_cam(self, threshold: float = 0.0) -> np.ndarray:
+        """Evidence for the class the model decided (classic Grad-CAM of the predicted class)."""
+        return self.cam_for(self.decided(threshold))
+
 
 def upsample_map(m: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
     """Bilinear resize of a 2-D map to ``size`` (an int for a square, or (rows, cols)); float32."""
     rows, cols = (size, size) if isinstance(size, int) else size
     return cv2.resize(np.asarray(m, np.float32), (int(cols), int(rows)), interpolation=cv2.INTER_LINEAR)
+
+
+#: Target layer found per backbone model (weak keys: forgotten with the model).
+_LAYER_CACHE: "weakref.WeakKeyDictionary[torch.nn.Module, str]" = weakref.WeakKeyDictionary()
 
 
 def _resolve_module(model: torch.nn.Module, layer: str | torch.nn.Module) -> tuple[str, torch.nn.Module]:
@@ -131,12 +159,16 @@ def find_feature_map_layer(backbone: BackboneLike) -> str:
         If no sub-module produces the feature map.
     """
     model = backbone.model
+    cached = _LAYER_CACHE.get(model)
+    if cached is not None:
+        return cached
     seen: list[tuple[str, torch.Tensor]] = []
     handles = []
+    me = threading.get_ident()
 
     def make_hook(name: str):
         def hook(_mod, _inp, out):
-            if isinstance(out, torch.Tensor) and out.dim() == 4:
+            if threading.get_ident() == me and isinstance(out, torch.Tensor) and out.dim() == 4:
                 seen.append((name, out.detach().clone()))
 
         return hook
@@ -153,6 +185,7 @@ def find_feature_map_layer(backbone: BackboneLike) -> str:
             h.remove()
     for name, out in reversed(seen):
         if out.shape == fmap.shape and torch.equal(out, fmap):
+            _LAYER_CACHE[model] = name
             return name
     raise BackboneError(f"no layer of backbone {getattr(backbone, 'name', '?')!r} outputs its last feature map")
 
@@ -186,9 +219,14 @@ class GradCAM:
         self.layer_name, self.layer = _resolve_module(backbone.model, target_layer)
         self._handle: torch.utils.hooks.RemovableHandle | None = None
         self._activation: torch.Tensor | None = None
+        self._thread: int | None = None
 
     # -- hooks ------------------------------------------------------------
-    def _hook(self, _module: torch.nn.Module, _inputs: Any, output: torch.Tensor) -> torch.Tensor:
+    def _hook(self, _module: torch.nn.Module, _inputs: Any, output: torch.Tensor) -> torch.Tensor | None:
+        # load_backbone shares one model per process: ignore forwards that other
+        # threads (e.g. a web server's feature extraction) run while we hold the hook.
+        if threading.get_ident() != self._thread:
+            return None
         self._activation = output
         # Hand the rest of the network a copy, so that an in-place op after the
         # target layer cannot overwrite the activation we differentiate against.
@@ -205,6 +243,7 @@ class GradCAM:
             self._handle.remove()
             self._handle = None
         self._activation = None
+        self._thread = None
 
     def __exit__(self, *exc: object) -> None:
         self.release()
@@ -248,23 +287,27 @@ class GradCAM:
         bb = self.backbone
         size = rgb.shape[1:3]
         self._activation = None
-        with torch.enable_grad(), torch.autocast("cpu", enabled=False):
-            x = bb.preprocess(rgb).float()
-            # Requiring a gradient on the input keeps a graph even for frozen weights.
-            x.requires_grad_(True)
-            fmap = bb.feature_map(x)
-            pooled = bb.pool(fmap)
-            act = self._activation
-            if act is None:
-                raise BackboneError(f"the target layer {self.layer_name!r} was not run by the backbone's feature_map")
-            features = pooled.detach().double().cpu().numpy()
-            scores, grads = self.gradient(features)
-            # Exact: the score depends on the image only through `pooled`, so the
-            # vector-Jacobian product with g = dscore/dpooled is dscore/dA.
-            (dact,) = torch.autograd.grad(
-                pooled, act, grad_outputs=torch.from_numpy(grads).to(pooled.dtype), retain_graph=False
-            )
-        self._activation = None
+        self._thread = threading.get_ident()
+        try:
+            with torch.enable_grad(), torch.autocast("cpu", enabled=False):
+                x = bb.preprocess(rgb).float()
+                # Requiring a gradient on the input keeps a graph even for frozen weights.
+                x.requires_grad_(True)
+                fmap = bb.feature_map(x)
+                pooled = bb.pool(fmap)
+                act = self._activation
+                if act is None:
+                    raise BackboneError(
+                        f"the target layer {self.layer_name!r} was not run by the backbone's feature_map"
+                    )
+                features = pooled.detach().double().cpu().numpy()
+                scores, grads = self.gradient(features)
+                # Exact: the score depends on the image only through `pooled`, so the
+                # vector-Jacobian product with g = dscore/dpooled is dscore/dA.
+                (dact,) = torch.autograd.grad(pooled, act, grad_outputs=torch.from_numpy(grads).to(pooled.dtype))
+        finally:
+            self._activation = None
+            self._thread = None
         a = act.detach().double()
         alpha = dact.double().mean(dim=(2, 3))  # (N, C)
         signed_low = torch.einsum("nc,nchw->nhw", alpha, a).cpu().numpy()
