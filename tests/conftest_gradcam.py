@@ -47,18 +47,12 @@ def random_backbone(input_size: int = 224, seed: int = 0) -> TimmBackbone:
     return TimmBackbone("tf_efficientnet_lite0", model, input_size)
 
 
-def test_backbone(input_size: int = 224):
-    """The project's backbone with ImageNet weights when it can be loaded, else random weights."""
-    try:
-        from mammocadx.features.backbones import load_backbone
-    except ImportError:
-        return random_backbone(input_size)
+def imagenet_backbone():
+    """The project's default backbone with its offline ImageNet weights, or ``None`` if they are not installed."""
     from mammocadx.errors import BackboneError
+    from mammocadx.features.backbones import load_backbone
 
     try:
         return load_backbone("tf_efficientnet_lite0")
     except BackboneError:
-        return random_backbone(input_size)
-
-
-test_backbone.__test__ = False  # not a test despite the name
+        return None

@@ -3,10 +3,15 @@
 Pixels of the grey ROI are deleted in order, most salient first, in ``steps``
 equal steps from 0 % to 100 %; after each step the ROI is pseudocoloured again
 exactly as the pipeline does (``to_uint8`` then ``pseudocolor``) and re-scored
-through backbone + head. The **score drop** ``d(t) = s(0) - s(t)`` at deleted
-fraction ``t`` is integrated over ``t`` in [0, 1] (trapezoid): the larger its
-area, the faster the map's "towards malignant" evidence removes the
-malignancy score, i.e. the more faithful the map.
+through backbone + head. The map evaluated is, by default, the evidence for the
+class the model decided (``towards="decision"``: Grad-CAM of the predicted
+class, as usual for deletion metrics), and the **score drop** is measured in
+that class's direction: ``d(t) = sign * (s(0) - s(t))`` with ``sign = +1`` for
+a malignant decision (deleting malignant evidence should lower the score) and
+``-1`` for a benign one (deleting benign evidence should raise it). ``d`` is
+integrated over the deleted fraction ``t`` in [0, 1] (trapezoid): the larger
+the area, the faster the map's evidence removes the decision, i.e. the more
+faithful the map.
 
 A "deleted" pixel takes the value of a replacement image (``fill``):
 
@@ -100,6 +105,8 @@ def deletion_check(
     seeds: int = 3,
     fill: str = "blur",
     grid: tuple[int, int] | None = None,
+    towards: str = "decision",
+    threshold: float = 0.0,
     batch_size: int = 17,
 ) -> dict[str, Any]:
     """Deletion curves of heat-maps vs random maps, per image and in aggregate.
@@ -113,7 +120,9 @@ def deletion_check(
     rois_grey : array-like
         ``(N, S, S)`` grey ROIs in [0, 1] (``CADx.roi_image`` / ``Prediction.roi_grey``).
     maps : sequence of Explanation or numpy.ndarray
-        Saliency per ROI at ``S x S`` (``Explanation.cam`` is used for an Explanation).
+        Saliency per ROI at ``S x S``: for an Explanation, ``cam_for(class)``
+        with the class given by ``towards``; an array is taken as the evidence
+        for that class.
     ids : sequence of str, optional
         Names reported per image.
     pseudocolor : str
@@ -129,19 +138,27 @@ def deletion_check(
     grid : tuple of int, optional
         Grid of the random maps; default the explanation's ``cam_lowres`` shape
         (``S // 32`` squared for plain arrays).
+    towards : str
+        ``"decision"`` (default: the class with ``score > threshold``),
+        ``"malignant"`` or ``"benign"``: whose evidence is deleted and in which
+        direction the drop is measured.
+    threshold : float
+        Decision threshold for ``towards="decision"``.
 
     Returns
     -------
     dict
         ``{"protocol": {...}, "fractions": [...], "per_image": [{"id", "score",
         "auc_drop_salient", "auc_drop_random", "auc_drop_random_sd",
-        "curve_salient", "curve_random"}...], "aggregate": {"n",
+        "towards", "curve_salient", "curve_random"}...], "aggregate": {"n",
         "mean_auc_drop_salient", "mean_auc_drop_random", "mean_difference",
         "sd_difference", "fraction_salient_better", "wilcoxon_p_greater"}}``;
-        curves are score drops ``s(0) - s(t)`` in score units.
+        curves are score drops ``sign * (s(0) - s(t))`` in score units.
     """
     if steps < 1 or seeds < 1:
         raise ValueError("deletion_check needs steps >= 1 and seeds >= 1")
+    if towards not in ("decision", "malignant", "benign"):
+        raise ValueError(f"towards must be 'decision', 'malignant' or 'benign', got {towards!r}")
     if fill not in FILLS:
         raise ValueError(f"unknown deletion fill {fill!r}; choose one of {FILLS}")
     rois = [np.asarray(r, np.float32) for r in rois_grey]
@@ -153,7 +170,13 @@ def deletion_check(
     fractions = np.linspace(0.0, 1.0, steps + 1)
     per_image = []
     for i, (grey, m) in enumerate(zip(rois, maps)):
-        cam = m.cam if isinstance(m, Explanation) else np.asarray(m, np.float32)
+        if towards == "decision":
+            s_first = m.score if isinstance(m, Explanation) else float(score_fn(render(grey)[None].astype(np.float32))[0])
+            cls = "malignant" if s_first > threshold else "benign"
+        else:
+            cls = towards
+        sign = 1.0 if cls == "malignant" else -1.0
+        cam = m.cam_for(cls) if isinstance(m, Explanation) else np.asarray(m, np.float32)
         if cam.shape != grey.shape:
             raise ValueError(f"map {i} is {cam.shape} but its ROI is {grey.shape}")
         g_shape = grid or (m.cam_lowres.shape if isinstance(m, Explanation) else (max(grey.shape[0] // 32, 1),) * 2)
@@ -166,14 +189,15 @@ def deletion_check(
             rand_map = upsample_map(r_rng.random(g_shape).astype(np.float32), grey.shape)
             r_curves.append(_curve(grey, replacement, deletion_order(rand_map, r_rng), fractions, render, score_fn))
         s0 = s_curve[0]
-        drop_s = s0 - s_curve
-        drops_r = np.array([s0 - c for c in r_curves])
+        drop_s = sign * (s0 - s_curve)
+        drops_r = np.array([sign * (s0 - c) for c in r_curves])
         auc_s = float(np.trapezoid(drop_s, fractions))
         aucs_r = np.array([np.trapezoid(d, fractions) for d in drops_r])
         per_image.append(
             {
                 "id": str(ids[i]) if ids is not None else str(i),
                 "score": float(s0),
+                "towards": cls,
                 "auc_drop_salient": auc_s,
                 "auc_drop_random": float(aucs_r.mean()),
                 "auc_drop_random_sd": float(aucs_r.std(ddof=1)) if seeds > 1 else 0.0,
@@ -197,7 +221,10 @@ def deletion_check(
             "fill": fill,
             "pseudocolor": "custom render" if custom_render else pseudocolor,
             "score": "head decision_function (positive = towards malignant), float32 CNN",
-            "curve": "score drop s(0) - s(t) vs deleted fraction t, most salient first; AUC by trapezoid over t in [0, 1]",
+            "towards": towards,
+            "threshold": threshold,
+            "curve": "score drop sign*(s(0) - s(t)) (sign +1 for malignant evidence, -1 for benign) vs deleted "
+                     "fraction t, most salient first; AUC by trapezoid over t in [0, 1]",
             "random_baseline": "uniform noise on the heat-map's grid, upsampled bilinearly (same blob size), ties broken at random",
         },
         "fractions": fractions.tolist(),
