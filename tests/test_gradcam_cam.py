@@ -289,3 +289,13 @@ def test_fill_images():
     assert np.allclose(fill_image(g, "mean"), g.mean())
     with pytest.raises(ValueError, match="fill"):
         fill_image(g, "noise")
+
+
+def test_select_gallery_groups_and_confidence_order():
+    from mammocadx.explain.gallery import select_gallery
+
+    labels = [1, 1, 0, 0, 1, 0, None, 1]
+    scores = [2.0, 0.5, 1.5, -3.0, -0.2, -0.1, 9.0, -2.5]
+    g = select_gallery(labels, scores, threshold=0.0, per_group=2)
+    assert g == {"TP": [0, 1], "FP": [2], "FN": [7, 4], "TN": [3, 5]}
+    assert select_gallery(labels, scores, threshold=1.0, per_group=1) == {"TP": [0], "FP": [2], "FN": [7], "TN": [3]}

@@ -3,17 +3,20 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-from mammocadx.datasets.records import Roi
-from mammocadx.errors import ModelError
+import numpy as np
+
+from mammocadx.datasets.records import LesionRecord, Roi
+from mammocadx.errors import MammocadxError, ModelError
+from mammocadx.explain.deletion import deletion_check
 from mammocadx.explain.figures import save_explanation
-from mammocadx.explain.gradcam import Explanation, explain_roi
+from mammocadx.explain.gradcam import Explanation, explain_roi, explain_rois
 from mammocadx.io.images import ImageData, read_image
 
 log = logging.getLogger(__name__)
 
-__all__ = ["model_backbone", "explain_lesion", "explain_prediction"]
+__all__ = ["model_backbone", "explain_lesion", "explain_prediction", "explain_records", "deletion_for_records"]
 
 
 def model_backbone(cadx: Any) -> Any:
@@ -82,3 +85,63 @@ def explain_prediction(
         threshold=float(cadx.threshold), show=show,
         extra={"prediction_score": float(pred.score), "label": pred.label, "image": str(img.source)},
     )
+
+
+def explain_records(
+    cadx: Any, records: Sequence[LesionRecord], batch_size: int = 8
+) -> tuple[list[Explanation], np.ndarray, list[LesionRecord], list[tuple[LesionRecord, str]]]:
+    """Grad-CAM of the fitted CADx's score for several lesions.
+
+    Returns
+    -------
+    (explanations, rois_grey, kept_records, skipped)
+        One explanation and grey ROI ``(S, S)`` per readable lesion, in the order
+        of ``kept_records``; ``skipped`` lists (record, reason) for the others.
+    """
+    if getattr(cadx, "head_", None) is None:
+        raise ModelError("this CADx is not fitted: nothing to explain")
+    backbone = model_backbone(cadx)
+    greys, kept, skipped = [], [], []
+    for r in records:
+        try:
+            img = read_image(r.image_path)
+            grey, _crop = cadx.roi_image(img, r.roi, r.view, r.laterality)
+        except MammocadxError as exc:
+            log.warning("skipped %s: %s", r.sample_id, exc)
+            skipped.append((r, str(exc)))
+            continue
+        greys.append(grey)
+        kept.append(r)
+    if not greys:
+        return [], np.zeros((0, 0, 0), np.float32), kept, skipped
+    rois = np.stack(greys).astype(np.float32)
+    ex = explain_rois(backbone, cadx.head_, cadx.colorize(rois), batch_size=batch_size)
+    return ex, rois, kept, skipped
+
+
+def deletion_for_records(
+    cadx: Any,
+    records: Sequence[LesionRecord],
+    steps: int = 8,
+    seeds: int = 3,
+    fill: str = "blur",
+    towards: str = "decision",
+) -> dict[str, Any]:
+    """Explain ``records`` with a fitted CADx and run :func:`~mammocadx.explain.deletion.deletion_check` on them.
+
+    Use lesions the model was **not** fitted on (a test fold): on training
+    points an RBF-SVM's score is dominated by the point's own support vector.
+    The result adds ``skipped`` (sample id, reason) and the model's threshold.
+    """
+    ex, rois, kept, skipped = explain_records(cadx, records)
+    if not ex:
+        raise ModelError(f"no lesion could be explained ({len(skipped)} skipped)")
+    res = deletion_check(
+        model_backbone(cadx), cadx.head_, rois, ex, ids=[r.sample_id for r in kept],
+        render=cadx.colorize, steps=steps, seeds=seeds, fill=fill, towards=towards, threshold=float(cadx.threshold),
+    )
+    res["protocol"]["pseudocolor"] = cadx.config.pseudocolor
+    for p, r in zip(res["per_image"], kept):
+        p["label"] = r.label_name
+    res["skipped"] = [(r.sample_id, why) for r, why in skipped]
+    return res

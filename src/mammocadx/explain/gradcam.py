@@ -147,7 +147,7 @@ def _resolve_module(model: torch.nn.Module, layer: str | torch.nn.Module) -> tup
 def find_feature_map_layer(backbone: BackboneLike) -> str:
     """Name of the last module whose output is the backbone's last convolutional map.
 
-    One forward pass of a blank image with a forward hook on every sub-module
+    One forward pass of a noise image with a forward hook on every sub-module
     (all removed afterwards): the last module to finish whose output equals
     ``backbone.feature_map(x)`` is the one whose activation the global pool
     reduces (``bn2`` for timm EfficientNet-Lite; BatchNormAct2d includes the
@@ -177,9 +177,10 @@ def find_feature_map_layer(backbone: BackboneLike) -> str:
         for name, mod in model.named_modules():
             if name:  # the root is not called when feature_map uses forward_features
                 handles.append(mod.register_forward_hook(make_hook(name)))
-        blank = np.full((1, backbone.input_size, backbone.input_size, 3), 0.5, np.float32)
+        # seeded noise, not a blank image: distinct layers then give distinct outputs
+        probe = np.random.default_rng(0).uniform(size=(1, backbone.input_size, backbone.input_size, 3))
         with torch.no_grad():
-            fmap = backbone.feature_map(backbone.preprocess(blank).float())
+            fmap = backbone.feature_map(backbone.preprocess(probe.astype(np.float32)).float())
     finally:
         for h in handles:
             h.remove()
