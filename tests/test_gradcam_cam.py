@@ -7,17 +7,23 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import torch
+from conftest_gradcam import random_backbone
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from conftest_gradcam import random_backbone
 from mammocadx.errors import BackboneError, ModelError
 from mammocadx.explain.deletion import deletion_check, fill_image
 from mammocadx.explain.figures import safe_id, save_explanation
-from mammocadx.explain.gradcam import Explanation, GradCAM, explain_roi, explain_rois, find_feature_map_layer
+from mammocadx.explain.gradcam import (
+    Explanation,
+    GradCAM,
+    explain_roi,
+    explain_rois,
+    find_feature_map_layer,
+)
 from mammocadx.explain.head_gradient import decision_and_gradient
 from mammocadx.explain.placement import crop_box, map_to_roi, place_on_image
 from mammocadx.preprocess.roi import crop_square
@@ -77,7 +83,7 @@ def toy():
 
 # --------------------------------------------------------------------------- exact form
 def test_default_layer_and_exact_form_on_toy(toy):
-    bb, rgb, y, head = toy
+    bb, rgb, _y, head = toy
     assert find_feature_map_layer(bb) == "3"  # the last ReLU: its output is the pooled map
     ex = explain_rois(bb, head, rgb[:3])
     with torch.no_grad():
@@ -130,7 +136,7 @@ def test_exact_form_on_efficientnet_lite0():
 
 def test_gradient_through_backbone_ascends_the_score(toy):
     """d score / d image (head gradient pushed through the CNN) is an ascent direction: signs are right."""
-    bb, rgb, y, head = toy
+    bb, rgb, _y, head = toy
     for i in range(4):
         x = bb.preprocess(rgb[i : i + 1]).requires_grad_(True)
         pooled = bb.pool(bb.feature_map(x))
@@ -144,7 +150,7 @@ def test_gradient_through_backbone_ascends_the_score(toy):
 
 
 def test_other_target_layer_and_unknown_layer(toy):
-    bb, rgb, y, head = toy
+    bb, rgb, _y, head = toy
     e = explain_roi(bb, head, rgb[0], target_layer="2")  # the conv before the last ReLU
     assert e.target_layer == "2" and e.cam.shape == (32, 32)
     with pytest.raises(BackboneError, match="no layer named 'nope'"):
@@ -153,15 +159,14 @@ def test_other_target_layer_and_unknown_layer(toy):
 
 # --------------------------------------------------------------------------- hooks
 def test_hooks_released_normally_and_on_exceptions(toy):
-    bb, rgb, y, head = toy
+    bb, rgb, _y, head = toy
     with GradCAM(bb, head) as gc:
         assert not _no_hooks(bb.model)
         gc(rgb[:2])
     assert _no_hooks(bb.model)
 
-    with pytest.raises(RuntimeError, match="boom"):
-        with GradCAM(bb, head):
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), GradCAM(bb, head):
+        raise RuntimeError("boom")
     assert _no_hooks(bb.model)
 
     with pytest.raises(ValueError, match="RGB"):
@@ -169,7 +174,7 @@ def test_hooks_released_normally_and_on_exceptions(toy):
     assert _no_hooks(bb.model)
 
     # the head fails while the hook holds the graph: still released
-    bad = _fit_head(bb, rgb, y)
+    bad = _fit_head(bb, rgb, _y)
     bad.named_steps["svc"]._intercept_ = bad.named_steps["svc"]._intercept_ + 5.0
     with pytest.raises(ModelError, match="decision_function"):
         explain_rois(bb, bad, rgb[:2])
@@ -181,7 +186,7 @@ def test_hooks_released_normally_and_on_exceptions(toy):
 
 
 def test_gradcam_outside_with_block_is_refused(toy):
-    bb, rgb, y, head = toy
+    bb, rgb, _y, head = toy
     with pytest.raises(RuntimeError, match="with"):
         GradCAM(bb, head)(rgb[:1])
 
@@ -261,7 +266,7 @@ def test_deletion_check_faithful_map_beats_random():
     greys = rng.uniform(0.2, 0.4, size=(30, 32, 32)).astype(np.float32)
     y = rng.integers(0, 2, 30)
     greys[y == 1, 10:22, 10:22] += 0.5  # malignant: a bright central blob
-    render = lambda g: np.repeat(g[..., None], 3, -1).astype(np.float32)  # noqa: E731
+    render = lambda g: np.repeat(g[..., None], 3, -1).astype(np.float32)
     rgb = np.stack([render(g) for g in greys])
     head = _fit_head(bb, rgb, y, Pipeline([("scaler", StandardScaler()), ("lr", LogisticRegression(C=1.0, max_iter=1000))]))
     idx = np.flatnonzero(y == 1)[:3]

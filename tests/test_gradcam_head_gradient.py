@@ -11,7 +11,11 @@ from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from sklearn.svm import SVC, LinearSVC, NuSVC
 
 from mammocadx.errors import ModelError
-from mammocadx.explain.head_gradient import HeadGradient, decision_and_gradient, head_gradient
+from mammocadx.explain.head_gradient import (
+    HeadGradient,
+    decision_and_gradient,
+    head_gradient,
+)
 
 
 def _data(n=80, d=24, seed=0):

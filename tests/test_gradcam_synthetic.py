@@ -6,12 +6,12 @@ import logging
 import numpy as np
 import pytest
 import torch
+from conftest_gradcam import imagenet_backbone
 from sklearn.decomposition import PCA
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from conftest_gradcam import imagenet_backbone
 from mammocadx.datasets.records import Roi
 from mammocadx.errors import BackboneError
 from mammocadx.explain.gradcam import explain_rois
@@ -109,3 +109,29 @@ def test_explaining_a_model_whose_backbone_is_missing_names_it(tmp_path):
     with pytest.raises(BackboneError) as info:
         explain_lesion(cadx, tmp_path / "image.png", Roi(circle=(10, 10, 5)))
     assert "nasnet_weights.pth" in str(info.value)
+
+
+@pytest.mark.slow
+def test_explain_prediction_of_a_fitted_cadx_writes_figures(tmp_path):
+    """End to end on the synthetic cohort: CADx fitted, one held-out lesion explained, files named from its id."""
+    import json
+
+    from mammocadx.datasets.synthetic import (
+        make_synthetic_cohort,
+        read_synthetic_manifest,
+    )
+    from mammocadx.explain.api import explain_prediction
+    from mammocadx.model.cadx import CADx
+
+    if imagenet_backbone() is None:
+        pytest.skip("ImageNet weights of tf_efficientnet_lite0 not installed")
+    torch.set_num_threads(2)
+    records = read_synthetic_manifest(make_synthetic_cohort(tmp_path / "syn", n_patients=8, size=256))
+    train, held = records[:-1], records[-1]
+    cadx = CADx.paper(n_components=8).fit(train)
+    files = explain_prediction(cadx, held.image_path, held.roi, tmp_path / "out", sample_id=held.sample_id)
+    assert [f.suffix for f in files] == [".png", ".png", ".json"] and all(f.stat().st_size > 0 for f in files)
+    meta = json.loads(files[-1].read_text())
+    assert meta["sample_id"] == held.sample_id and meta["label"] in ("benign", "malignant")
+    # the explanation's score (fp32 CNN) agrees with the prediction's (extractor fast path)
+    assert meta["score"] == pytest.approx(meta["prediction_score"], abs=0.05 * max(1.0, abs(meta["prediction_score"])))

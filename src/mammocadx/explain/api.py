@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -16,7 +17,7 @@ from mammocadx.io.images import ImageData, read_image
 
 log = logging.getLogger(__name__)
 
-__all__ = ["model_backbone", "explain_lesion", "explain_prediction", "explain_records", "deletion_for_records"]
+__all__ = ["deletion_for_records", "explain_lesion", "explain_prediction", "explain_records", "model_backbone"]
 
 
 def model_backbone(cadx: Any) -> Any:

@@ -30,7 +30,8 @@ random (fixed seed).
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -86,7 +87,7 @@ def _curve(grey, replacement, order, fractions, render, score_fn) -> np.ndarray:
     imgs = []
     flat, rep = grey.ravel(), replacement.ravel()
     for t in fractions:
-        k = int(round(t * npx))
+        k = round(t * npx)
         g = flat.copy()
         g[order[:k]] = rep[order[:k]]
         imgs.append(render(g.reshape(grey.shape)))
@@ -166,7 +167,7 @@ def deletion_check(
         raise ValueError(f"{len(rois)} ROIs but {len(maps)} maps")
     custom_render = render is not None
     render = render or _default_render(pseudocolor)
-    score_fn = lambda rgb: _scores(backbone, head, rgb, batch_size)  # noqa: E731
+    score_fn = lambda rgb: _scores(backbone, head, rgb, batch_size)
     fractions = np.linspace(0.0, 1.0, steps + 1)
     per_image = []
     for i, (grey, m) in enumerate(zip(rois, maps)):

@@ -26,7 +26,7 @@ from mammocadx.explain.placement import crop_box, place_on_image
 
 log = logging.getLogger(__name__)
 
-__all__ = ["safe_id", "panel_figure", "mammogram_figure", "save_explanation"]
+__all__ = ["mammogram_figure", "panel_figure", "safe_id", "save_explanation"]
 
 #: Longest side of the full mammogram in the overlay figure (display only).
 MAMMOGRAM_DISPLAY_SIDE = 1024
@@ -120,7 +120,7 @@ def mammogram_figure(
     rows, cols = image.shape
     scale = min(1.0, MAMMOGRAM_DISPLAY_SIDE / max(rows, cols))
     if scale < 1.0:
-        image = cv2.resize(image, (max(int(round(cols * scale)), 1), max(int(round(rows * scale)), 1)), interpolation=cv2.INTER_AREA)
+        image = cv2.resize(image, (max(round(cols * scale), 1), max(round(rows * scale), 1)), interpolation=cv2.INTER_AREA)
     cx, cy, side = crop
     dcrop = (cx * scale, cy * scale, side * scale)
     heat, kw, cbar_label = _heat_args(expl, show, threshold)

@@ -7,8 +7,9 @@ on shows the lesion's own support vector rather than what generalises.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -60,7 +61,7 @@ def write_gallery(
     picks = [(g, i) for g in GROUPS for i in chosen[g]]
     if not picks:
         return []
-    ex, rois, kept, skipped = explain_records(cadx, [fs.records[i] for _, i in picks])
+    ex, rois, kept, _skipped = explain_records(cadx, [fs.records[i] for _, i in picks])
     by_id = {r.sample_id: (e, k) for k, (e, r) in enumerate(zip(ex, kept))}
     entries = []
     for g, i in picks:

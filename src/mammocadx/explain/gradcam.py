@@ -35,7 +35,7 @@ import logging
 import threading
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -129,7 +129,7 @@ def upsample_map(m: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
 
 
 #: Target layer found per backbone model (weak keys: forgotten with the model).
-_LAYER_CACHE: "weakref.WeakKeyDictionary[torch.nn.Module, str]" = weakref.WeakKeyDictionary()
+_LAYER_CACHE: weakref.WeakKeyDictionary[torch.nn.Module, str] = weakref.WeakKeyDictionary()
 
 
 def _resolve_module(model: torch.nn.Module, layer: str | torch.nn.Module) -> tuple[str, torch.nn.Module]:
@@ -233,7 +233,7 @@ class GradCAM:
         # target layer cannot overwrite the activation we differentiate against.
         return output.clone()
 
-    def __enter__(self) -> "GradCAM":
+    def __enter__(self) -> GradCAM:  # noqa: PYI034 - GradCAM is not meant to be subclassed
         if self._handle is None:
             self._handle = self.layer.register_forward_hook(self._hook)
         return self
@@ -252,8 +252,8 @@ class GradCAM:
     def __del__(self) -> None:  # last resort; the context manager is the contract
         try:
             self.release()
-        except Exception:  # noqa: BLE001 - never raise from a finaliser
-            pass
+        except Exception as exc:  # noqa: BLE001 - never raise from a finaliser
+            log.debug("GradCAM hook release at finalisation failed: %s", exc)
 
     # -- computation ------------------------------------------------------
     def __call__(self, rgb: np.ndarray, batch_size: int = 16) -> list[Explanation]:

@@ -41,8 +41,9 @@ Anything else raises :class:`~mammocadx.errors.ModelError` naming the step.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -50,7 +51,7 @@ from mammocadx.errors import ModelError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["HeadGradient", "head_gradient", "decision_and_gradient"]
+__all__ = ["HeadGradient", "decision_and_gradient", "head_gradient"]
 
 #: Largest relative disagreement tolerated between the score computed from the
 #: fitted arrays and the head's own ``decision_function`` (both float64).

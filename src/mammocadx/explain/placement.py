@@ -13,7 +13,7 @@ import numpy as np
 
 from mammocadx.errors import RoiError
 
-__all__ = ["crop_box", "place_on_image", "map_to_roi"]
+__all__ = ["crop_box", "map_to_roi", "place_on_image"]
 
 
 def crop_box(crop: tuple[float, float, float]) -> tuple[int, int, int]:
@@ -22,7 +22,7 @@ def crop_box(crop: tuple[float, float, float]) -> tuple[int, int, int]:
     if not np.isfinite([cx, cy, side]).all() or side <= 0:
         raise RoiError(f"invalid ROI crop (cx, cy, side) = {crop}")
     half = side / 2.0
-    return int(round(cx - half)), int(round(cy - half)), max(int(round(side)), 1)
+    return round(cx - half), round(cy - half), max(round(side), 1)
 
 
 def place_on_image(
