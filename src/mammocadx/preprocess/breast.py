@@ -45,12 +45,12 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
-from scipy import ndimage as ndi
 from skimage.filters import threshold_li, threshold_multiotsu
 from skimage.measure import LineModelND, ransac
 
@@ -81,6 +81,8 @@ class SegmentationConfig:
         How much brighter (grey units in [0, 1]) the muscle must be than the tissue next to it.
     pectoral_band : float
         Width of that neighbouring band, fraction of the breast's width.
+    pectoral_size : int
+        Longer side of the (coarser) image the pectoral line is searched on.
     """
 
     work_size: int = 512
@@ -89,6 +91,7 @@ class SegmentationConfig:
     min_breast_fraction: float = 0.01
     pectoral_contrast: float = 0.03
     pectoral_band: float = 0.08
+    pectoral_size: int = 256
 
 
 @dataclass
@@ -186,6 +189,20 @@ def _disc(radius: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
 
 
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Fill holes: background components that do not touch the image edge become foreground.
+
+    Same result as :func:`scipy.ndimage.binary_fill_holes` (4-connected background),
+    several times faster with OpenCV's connected components at this size.
+    """
+    n, labels = cv2.connectedComponents((~mask).astype(np.uint8), connectivity=4)
+    if n <= 1:
+        return mask.copy()
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    outside = np.isin(labels, edge[edge > 0])
+    return ~outside
+
+
 def _body_mask(fg: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray, int, int]:
     """Largest component after an opening, grown back within ``fg``; plus what was removed."""
     u8 = fg.astype(np.uint8)
@@ -205,7 +222,7 @@ def _body_mask(fg: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray, int
     n2, lab2 = cv2.connectedComponents(grown.astype(np.uint8), connectivity=8)
     keep = np.unique(lab2[core])
     body = np.isin(lab2, keep[keep > 0])
-    body = ndi.binary_fill_holes(body)
+    body = _fill_holes(body)
     removed = fg & ~body
     # Count removed components (ignore specks smaller than a 0.05 %-of-image blob: film noise).
     n3, lab3, st3, _ = cv2.connectedComponentsWithStats(removed.astype(np.uint8), connectivity=8)
@@ -282,31 +299,34 @@ def _pectoral_candidate(
     if ids.size == 0:
         return None
     region = labels == int(ids[np.argmax(counts)])
-    # Edge points: per row, the end of the region's run that starts at the chest wall.
-    pts = []
-    for y in range(y0, int(y0 + 0.7 * height) + 1):
-        if not has[y]:
-            continue
-        row = region[y, left[y] :]
-        if row.size == 0 or not row[: max(2, corner_w // 2)].any():
-            break  # the region no longer touches the chest wall: below the muscle
-        start = int(np.argmax(row))
-        rest = row[start:]
-        run_end = start + (int(np.argmin(rest)) if not rest.all() else rest.size)
-        # (row centre, column of the run's right edge) in continuous pixel coordinates.
-        pts.append((float(y) + 0.5, float(left[y] + run_end)))
-    if len(pts) < 8:
+    # Edge points: per row, the end of the region's run that starts at the chest wall
+    # (a gap of up to `tol` pixels at the chest-wall edge is tolerated).
+    tol = max(2, corner_w // 2)
+    near_wall = (xx >= left[:, None]) & (xx < left[:, None] + tol)
+    touches = (region & near_wall).any(axis=1) & has
+    stop = int(y0 + 0.7 * height) + 1
+    below = np.nonzero(~touches[y0:stop])[0]
+    last = y0 + (int(below[0]) if below.size else stop - y0)  # first row that no longer touches
+    if last - y0 < 8:
         return None
-    data = np.asarray(pts)
-    model, inliers = ransac(
-        data,
-        LineModelND,
-        min_samples=2,
-        residual_threshold=max(1.5, 0.02 * width),
-        is_model_valid=_plausible_line,
-        max_trials=100,
-        rng=0,
-    )
+    ys = np.arange(y0, last)
+    passable = region[ys] | (xx[ys] < left[ys, None] + tol)
+    run_end = np.cumprod(passable, axis=1).sum(axis=1)  # first column not in the run
+    # (row centre, column of the run's right edge) in continuous pixel coordinates.
+    data = np.column_stack([ys + 0.5, run_end]).astype(np.float64)
+    with warnings.catch_warnings():
+        # ransac warns when no sample gives a plausible line: that is a "no muscle" answer here.
+        warnings.simplefilter("ignore", UserWarning)
+        model, inliers = ransac(
+            data,
+            LineModelND,
+            min_samples=2,
+            residual_threshold=max(1.5, 0.02 * width),
+            is_model_valid=_plausible_line,
+            max_trials=100,
+            stop_probability=0.999,
+            rng=0,
+        )
     if model is None or inliers is None or inliers.sum() < max(8, 0.08 * height):
         return None
     (oy, ox), (dy, dx) = model.origin, model.direction
@@ -425,16 +445,22 @@ def segment_breast(
     notes: list[str] = []
     if view_u != "CC":
         flip = side == "right"
-        c_sm = np.fliplr(sm) if flip else sm
-        c_body = np.fliplr(body) if flip else body
+        p_scale = min(1.0, config.pectoral_size / side_px)
+        p_sm, p_body = sm, body
+        if p_scale < 1.0:
+            p_sm = cv2.resize(sm, None, fx=p_scale, fy=p_scale, interpolation=cv2.INTER_AREA)
+            p_body = cv2.resize(body.astype(np.float32), (p_sm.shape[1], p_sm.shape[0]), interpolation=cv2.INTER_AREA) > 0.5
+        c_sm = np.fliplr(p_sm) if flip else p_sm
+        c_body = np.fliplr(p_body) if flip else p_body
         found = _find_pectoral(c_sm, c_body, config)
         if found is not None:
             (xt, yt), (xw, yw), note = found
             notes.append(note)
-            wcols = work.shape[1]
             if flip:  # back to the image's own columns (continuous coordinates)
-                xt, xw = wcols - xt, wcols - xw
-            line = ((xt / scale, yt / scale), (xw / scale, yw / scale))
+                xt, xw = p_sm.shape[1] - xt, p_sm.shape[1] - xw
+            # Continuous coordinates scale exactly (up to the rounding of resized sizes).
+            fx, fy = cols / p_sm.shape[1], rows / p_sm.shape[0]
+            line = ((xt * fx, yt * fy), (xw * fx, yw * fy))
         elif view_u in {"MLO", "ML"}:
             log.warning("%s: no pectoral muscle found on an MLO view", source or "image")
             notes.append("pectoral: not found")
@@ -448,7 +474,8 @@ def segment_breast(
     pectoral = np.zeros((rows, cols), dtype=bool)
     if line is not None:
         (xt, yt), (xw, yw) = line
-        yy, xx = np.mgrid[0:rows, 0:cols].astype(np.float32) + 0.5
+        yy = np.arange(rows, dtype=np.float32)[:, None] + 0.5
+        xx = np.arange(cols, dtype=np.float32)[None, :] + 0.5
         # Points on the chest-wall side of the line through (xt, yt) and (xw, yw).
         cross = (xw - xt) * (yy - yt) - (yw - yt) * (xx - xt)
         on_wall_side = cross > 0 if side == "left" else cross < 0
