@@ -55,6 +55,7 @@ from skimage.filters import threshold_li, threshold_multiotsu
 from skimage.measure import LineModelND, ransac
 
 from mammocadx.errors import SegmentationError
+from mammocadx.preprocess.enhance import enhance_clahe  # noqa: F401  (re-exported: the pipeline calls breast.enhance_clahe)
 from mammocadx.preprocess.orientation import Side, chest_wall_side
 
 log = logging.getLogger(__name__)
