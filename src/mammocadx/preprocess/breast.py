@@ -84,6 +84,11 @@ class SegmentationConfig:
         Width of that neighbouring band, fraction of the breast's width.
     pectoral_size : int
         Longer side of the (coarser) image the pectoral line is searched on.
+    border_band : float
+        Deepest scanner-border band taken off an image edge, fraction of the side.
+    saturation : float
+        Grey level (in [0, 1]) from which a region touching the edge opposite the
+        chest wall is a film edge or bright rectangle, not breast.
     """
 
     work_size: int = 512
@@ -93,6 +98,8 @@ class SegmentationConfig:
     pectoral_contrast: float = 0.03
     pectoral_band: float = 0.08
     pectoral_size: int = 256
+    border_band: float = 0.04
+    saturation: float = 0.92
 
 
 @dataclass
@@ -204,8 +211,57 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
     return ~outside
 
 
-def _body_mask(fg: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """Largest component after an opening, grown back within ``fg``; plus what was removed."""
+def _edge_bands(fg: np.ndarray, max_depth: float) -> np.ndarray:
+    """Bright bands along whole image edges (scanner borders, film-edge lines).
+
+    Along each edge, the foreground share of the lines at depth 0, 1, 2 ... from
+    the edge is followed: a band is where the first line is at least 90 %
+    foreground and the share falls below 50 % within ``max_depth`` x side. A
+    breast lying against an edge stays foreground far deeper, so it is not a band.
+    """
+    bands = np.zeros_like(fg)
+    rows, cols = fg.shape
+    depth = max(2, int(round(max_depth * max(rows, cols))))
+    views = {
+        "top": (fg[:depth, :].mean(axis=1), lambda t: (slice(0, t), slice(None))),
+        "bottom": (fg[::-1][:depth, :].mean(axis=1), lambda t: (slice(rows - t, rows), slice(None))),
+        "left": (fg[:, :depth].mean(axis=0), lambda t: (slice(None), slice(0, t))),
+        "right": (fg[:, ::-1][:, :depth].mean(axis=0), lambda t: (slice(None), slice(cols - t, cols))),
+    }
+    for share, where in views.values():
+        if share[0] < 0.9:
+            continue
+        low = np.nonzero(share < 0.5)[0]
+        if low.size:
+            bands[where(int(low[0]))] = True
+    return bands
+
+
+def _largest(mask: np.ndarray) -> np.ndarray:
+    """The largest 8-connected component of ``mask`` (all False when empty)."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return np.zeros_like(mask)
+    return labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+
+
+def _far_edge_saturated(sm: np.ndarray, body: np.ndarray, side: str, level: float, min_area: int) -> np.ndarray:
+    """Near-white regions of ``body`` that touch the image edge opposite the chest wall."""
+    sat = body & (sm >= level)
+    if not sat.any():
+        return np.zeros_like(body)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(sat.astype(np.uint8), connectivity=8)
+    col = sat.shape[1] - 1 if side == "left" else 0
+    out = np.zeros_like(body)
+    for i in range(1, n):
+        if stats[i, cv2.CC_STAT_AREA] >= min_area and (labels[:, col] == i).any():
+            out |= labels == i
+    return out
+
+
+def _body_mask(fg: np.ndarray, radius: int, fg_raw: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Largest component after an opening, grown back within ``fg``; plus what was removed
+    (from ``fg_raw``, the foreground before edge bands were taken out, when given)."""
     u8 = fg.astype(np.uint8)
     opened = cv2.morphologyEx(u8, cv2.MORPH_OPEN, _disc(radius))
     n, labels, stats, _ = cv2.connectedComponentsWithStats(opened, connectivity=8)
@@ -224,7 +280,7 @@ def _body_mask(fg: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray, int
     keep = np.unique(lab2[core])
     body = np.isin(lab2, keep[keep > 0])
     body = _fill_holes(body)
-    removed = fg & ~body
+    removed = (fg if fg_raw is None else fg_raw) & ~body
     # Count removed components (ignore specks smaller than a 0.05 %-of-image blob: film noise).
     n3, lab3, st3, _ = cv2.connectedComponentsWithStats(removed.astype(np.uint8), connectivity=8)
     min_area = max(4, int(0.0005 * fg.size))
@@ -434,12 +490,20 @@ def segment_breast(
             "no background found: the image is bright almost everywhere (a crop, or an inverted image?)", source
         )
     radius = max(1, int(round(config.opening * side_px)))
-    body, removed, n_labels, n_borders = _body_mask(fg, radius)
+    fg_clean = fg & ~_edge_bands(fg, config.border_band)
+    body, removed, n_labels, n_borders = _body_mask(fg_clean, radius, fg)
     if body.sum() < config.min_breast_fraction * body.size:
         raise SegmentationError(
             f"no breast found (largest bright region covers {100.0 * body.mean():.2f} % of the image)", source
         )
     side = chest_wall_side(sm, laterality=laterality, mask=body)
+    # Saturated film edges (bright rectangles) reaching the image edge opposite the chest wall:
+    # the nipple side of a breast is thin, dark tissue, so such a region is never breast.
+    far = _far_edge_saturated(sm, body, side, config.saturation, min_area=int(0.002 * body.size))
+    if far.any():
+        body = _largest(_fill_holes(body & ~far))
+        removed = fg & ~body
+        n_borders += 1
     view_u = view.strip().upper() if view else None
 
     line = None
