@@ -12,31 +12,46 @@ scikit-image, OpenCV and SciPy primitives only:
    minimum cross-entropy threshold (it sits between the film background and
    the fatty skin-line region on film and on digital images; Otsu splits fat
    from dense tissue instead, the triangle method is unstable on padded films).
-3. **Breast body**: a morphological opening (disc of radius ``opening`` x
-   image side) cuts thin bridges to labels and film-border strips; the
-   largest connected component is the breast. It is grown back into the
-   thresholded foreground by at most the opening radius (so the skin line keeps
-   its full extent but strips and bridges do not come back), and holes are filled.
+3. **Borders**: bands of foreground lying along a whole image edge and
+   shallower than ``border_band`` x side (scanner borders, film-edge lines) are
+   taken out first, so they can neither join labels to the breast nor enclose
+   background that hole filling would then take for breast.
+4. **Breast body**: a morphological opening (disc of radius ``opening`` x
+   image side) cuts thin bridges to labels and film strips; the largest
+   connected component is the breast. It is grown back into the thresholded
+   foreground by at most the opening radius + 1 (so the skin line keeps its full
+   extent but strips and bridges do not come back), and holes are filled.
    Every other foreground component is *removed*: those touching the image edge
    are counted as borders (scanner edges, bright rectangles, film strips), the
-   others as labels (burned-in text, markers).
-4. **Chest-wall side** from the pixels (:func:`mammocadx.preprocess.orientation.chest_wall_side`).
-5. **Pectoral muscle** (MLO, or view unknown), in canonical orientation
-   (chest wall on the left): inside the upper 70 % and chest-wall 70 % of the
-   breast, the pixels brighter than an Otsu threshold form candidate regions;
-   the one in the upper chest-wall corner is kept; its edge (the end of its run
-   from the chest wall, row by row) is fitted with a straight line by RANSAC
-   (:func:`skimage.measure.ransac`). The muscle is the breast on the chest-wall
-   side of that line.
+   others as labels (burned-in text, markers). Specks under 0.05 % of the image
+   are removed but not counted.
+5. **Chest-wall side** from the pixels (:func:`mammocadx.preprocess.orientation.chest_wall_side`).
+   Near-white regions (``saturation``) of the body that reach the image edge
+   opposite the chest wall are film edges or bright rectangles (the nipple side
+   of a breast is thin, dark tissue): they are cut off too.
+6. **Pectoral muscle** (MLO, or view unknown), in canonical orientation
+   (chest wall on the left), on a coarser copy (``pectoral_size``): inside the
+   upper 70 % and chest-wall 70 % of the breast, the pixels brighter than a
+   threshold form candidate regions; the one in the upper chest-wall corner is
+   kept; its edge (the end of its run from the chest wall, row by row) is
+   fitted with a straight line by RANSAC (:func:`skimage.measure.ransac`). Several
+   thresholds are tried (3-class multi-Otsu and the 50th-90th percentiles of the
+   zone) because the muscle merges with dense tissue at low thresholds; the
+   accepted line with the largest contrast wins. The muscle is the breast on
+   the chest-wall side of that line (a half-plane computed at full resolution).
 
-   Rule for accepting a pectoral (the same whatever the view, except that CC
-   views skip the step): the line must run down and towards the chest wall,
-   cut the top of the breast between 5 % and 95 % of its width and reach the
-   chest wall between 5 % and 95 % of its height; at least 50 % of the edge
-   points must be RANSAC inliers; the muscle must be brighter than the band of
-   tissue just beyond the line by ``pectoral_contrast`` (in [0, 1] grey units)
+   Rule for accepting a pectoral (the same whatever the view; CC views skip the
+   step): the line must run down and towards the chest wall with a slope
+   between 0.1 and 4 columns per row; cut the top of the breast between 5 % and
+   95 % of its width and reach the chest wall between 5 % and 95 % of its
+   height; at least 8 edge points (and 8 % of the breast's height) must be RANSAC
+   inliers, and 60 % of the points above the line's meeting with the chest
+   wall; the muscle must be brighter than the band of tissue just beyond the
+   line (``pectoral_band`` x breast width) by ``pectoral_contrast`` grey units,
    and cover 1 % to 50 % of the breast. Otherwise no pectoral is reported
-   (empty mask), logged at debug level for unknown views and as a warning for MLO.
+   (empty mask); with ``view="MLO"`` that is logged as a warning. With the view
+   unknown the same rule decides whether a muscle is present; on the synthetic
+   cohort no CC view gets one.
 
 Bright means dense: MONOCHROME1 images must be inverted by the reader first
 (:func:`mammocadx.io.images.read_image` does it).
