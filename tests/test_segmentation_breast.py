@@ -248,3 +248,12 @@ def test_segment_command_writes_masks_and_lists_bad_files(tmp_path: Path, capsys
     assert len(facts["segmented"]) == 1 and len(facts["failed"]) == 2
     assert facts["segmented"][0]["pectoral_found"] is True
     assert main(["segment", str(good), "--out", str(out)]) == 0
+
+
+def test_integer_pixels_are_scaled_and_out_of_range_floats_refused() -> None:
+    img, truth = make_phantom(size=256, view="CC", seed=13)
+    as_u8 = segment_breast(np.rint(img * 255).astype(np.uint8))
+    as_u16 = segment_breast(np.rint(img * 65535).astype(np.uint16))
+    assert dice(as_u8.breast, truth["breast"]) >= 0.97 and dice(as_u16.breast, truth["breast"]) >= 0.97
+    with pytest.raises(SegmentationError, match=r"\[0, 1\]"):
+        segment_breast(img * 255.0)

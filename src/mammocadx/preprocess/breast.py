@@ -178,7 +178,9 @@ class BreastSegmentation:
             "breast_fraction": round(float(self.breast.sum()) / n, 4),
             "pectoral_fraction": round(float(self.pectoral.sum()) / n, 4),
             "pectoral_found": self.has_pectoral,
-            "pectoral_line": self.pectoral_line,
+            "pectoral_line": (
+                [[round(v, 1) for v in point] for point in self.pectoral_line] if self.pectoral_line else None
+            ),
             "removed_labels": self.removed_labels,
             "removed_borders": self.removed_borders,
             "view": self.view,
@@ -194,9 +196,16 @@ def _check_input(pixels: np.ndarray, source: Path | None) -> np.ndarray:
         raise SegmentationError(
             f"image too small to segment ({img.shape[1]}x{img.shape[0]} pixels; at least {MIN_SIDE} on each side)", source
         )
+    if np.issubdtype(img.dtype, np.integer):
+        # Integer pixels (uint8/uint16 straight from a file) are scaled by their type's range.
+        img = img.astype(np.float32) / float(np.iinfo(img.dtype).max)
     img = img.astype(np.float32, copy=False)
     if not np.all(np.isfinite(img)):
         raise SegmentationError("image holds NaN or infinite values", source)
+    if float(img.min()) < -1e-3 or float(img.max()) > 1.0 + 1e-3:
+        raise SegmentationError(
+            f"float pixels must lie in [0, 1] (got {float(img.min()):.3g} .. {float(img.max()):.3g})", source
+        )
     lo, hi = float(img.min()), float(img.max())
     if hi <= 0.02:
         raise SegmentationError("image is all black (no breast to segment)", source)
@@ -469,7 +478,8 @@ def segment_breast(
     Parameters
     ----------
     pixels : numpy.ndarray
-        2-D float image in [0, 1], bright = dense (as :func:`~mammocadx.io.images.read_image` gives).
+        2-D float image in [0, 1], bright = dense (as :func:`~mammocadx.io.images.read_image` gives);
+        integer arrays (uint8, uint16) are scaled by their type's maximum.
     view : str, optional
         ``"CC"`` skips pectoral detection; ``"MLO"`` (or ``"ML"``) and ``None``
         (unknown) run it with the acceptance rule in the module docstring.
