@@ -257,3 +257,24 @@ def test_integer_pixels_are_scaled_and_out_of_range_floats_refused() -> None:
     assert dice(as_u8.breast, truth["breast"]) >= 0.97 and dice(as_u16.breast, truth["breast"]) >= 0.97
     with pytest.raises(SegmentationError, match=r"\[0, 1\]"):
         segment_breast(img * 255.0)
+
+
+@pytest.mark.parametrize(
+    "value, side",
+    [("A\\R", "left"), (["P", "FL"], "right"), (["A", "FR"], "left"), ("P\\L", "right"), ("", None), (None, None), (["F", "L"], None)],
+)
+def test_side_from_patient_orientation(value: object, side: str | None) -> None:
+    from mammocadx.preprocess.orientation import side_from_patient_orientation
+
+    assert side_from_patient_orientation(value) == side
+
+
+def test_segment_command_reads_the_view_from_the_file_name(tmp_path: Path) -> None:
+    from mammocadx.cli import main
+
+    img, _ = make_phantom(size=256, side="right", view="MLO", seed=14)
+    path = tmp_path / "P_001_RIGHT_CC.png"  # named CC: the muscle must not be looked for
+    cv2.imwrite(str(path), np.rint(img * 255).astype(np.uint8))
+    assert main(["segment", str(path), "--out", str(tmp_path / "o")]) == 0
+    facts = json.loads((tmp_path / "o" / "segment.json").read_text())["segmented"][0]
+    assert facts["view"] == "CC" and facts["pectoral_found"] is False

@@ -36,7 +36,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=str.upper,
         choices=["MLO", "CC"],
         default=None,
-        help="view of every image: CC skips pectoral detection; default: read from DICOM, else detect when present",
+        help=(
+            "view of every image: CC skips pectoral detection; default: from the DICOM header or the file "
+            "name (e.g. LEFT_CC), else unknown, and the muscle is found where present"
+        ),
     )
     p.set_defaults(func=handle)
 
@@ -50,6 +53,7 @@ def _write_png(path: Path, array: np.ndarray) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     """Segment every image; exit 1 if any failed."""
+    from mammocadx.io.dicom import laterality_from_text, view_from_text
     from mammocadx.io.images import read_image
     from mammocadx.preprocess.breast import segment_breast
     from mammocadx.preprocess.overlay import overlay_segmentation
@@ -61,8 +65,10 @@ def handle(args: argparse.Namespace) -> int:
     for path in args.images:
         try:
             image = read_image(path)
-            view = args.view or image.meta.get("view")
-            seg = segment_breast(image.pixels, view=view, laterality=image.meta.get("laterality"), source=path)
+            # View and laterality: --view, else the DICOM header, else the file name (LEFT_CC ...).
+            view = args.view or image.meta.get("view") or view_from_text(path.name)
+            laterality = image.meta.get("laterality") or laterality_from_text(path.name)
+            seg = segment_breast(image.pixels, view=view, laterality=laterality, source=path)
         except MammocadxError as exc:
             failed.append((str(path), str(exc)))
             continue

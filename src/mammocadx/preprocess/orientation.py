@@ -58,6 +58,25 @@ def _laterality_side(laterality: str | None) -> Side | None:
     return None
 
 
+def side_from_patient_orientation(value: object) -> Side | None:
+    """Chest-wall side from DICOM PatientOrientation (0020,0020), when it says.
+
+    Its first value is the patient direction of the image's rows (towards
+    increasing column). ``A`` (anterior: towards the nipple) puts the chest wall
+    on the left, ``P`` (posterior) on the right; e.g. left CC ``A\\R`` -> left,
+    right MLO ``P\\FL`` -> right. Anything else gives ``None``.
+    """
+    if value is None or isinstance(value, (int, float)):
+        return None
+    parts = [str(v) for v in value] if not isinstance(value, str) else value.split("\\")
+    if len(parts) != 2:
+        return None
+    row = parts[0].strip().upper()
+    if ("A" in row) == ("P" in row):
+        return None
+    return "left" if "A" in row else "right"
+
+
 def _side_masses(img: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
     """Intensity mass of the breast in the left and right halves of its bounding box."""
     cols = np.nonzero(mask.any(axis=0))[0]
