@@ -49,7 +49,7 @@ scikit-image, OpenCV and SciPy primitives only:
    wall; the muscle must be brighter than the band of tissue just beyond the
    line (``pectoral_band`` x breast width) by ``pectoral_contrast`` grey units,
    and cover 1 % to 50 % of the breast. Otherwise no pectoral is reported
-   (empty mask); with ``view="MLO"`` that is logged as a warning. With the view
+   (empty mask); with ``view="MLO"`` that is logged (info) and noted. With the view
    unknown the same rule decides whether a muscle is present; on the synthetic
    cohort no CC view gets one.
 
@@ -145,6 +145,8 @@ class BreastSegmentation:
         The view given (upper case), ``None`` when unknown.
     seconds : float
         Wall time of the segmentation.
+    notes : list of str
+        What the pectoral search decided (threshold, line agreement, contrast, area), for reports.
     """
 
     breast: np.ndarray
@@ -552,7 +554,7 @@ def segment_breast(
             fx, fy = cols / p_sm.shape[1], rows / p_sm.shape[0]
             line = ((xt * fx, yt * fy), (xw * fx, yw * fy))
         elif view_u in {"MLO", "ML"}:
-            log.warning("%s: no pectoral muscle found on an MLO view", source or "image")
+            log.info("%s: no pectoral muscle found on an MLO view", source or "image")
             notes.append("pectoral: not found")
 
     # Back to full resolution: smooth upsampling of the body, exact half-plane for the muscle.
