@@ -37,7 +37,7 @@ scikit-image, OpenCV and SciPy primitives only:
    fitted with a straight line by RANSAC (:func:`skimage.measure.ransac`). Several
    thresholds are tried (3-class multi-Otsu and the 50th-90th percentiles of the
    zone) because the muscle merges with dense tissue at low thresholds; the
-   accepted line with the largest contrast wins. The muscle is the breast on
+   accepted line with the largest edge step wins. The muscle is the breast on
    the chest-wall side of that line (a half-plane computed at full resolution).
 
    Rule for accepting a pectoral (the same whatever the view; CC views skip the
@@ -48,7 +48,8 @@ scikit-image, OpenCV and SciPy primitives only:
    inliers, and 60 % of the points above the line's meeting with the chest
    wall; the muscle must be brighter than the band of tissue just beyond the
    line (``pectoral_band`` x breast width) by ``pectoral_contrast`` grey units,
-   and cover 1 % to 50 % of the breast. Otherwise no pectoral is reported
+   and so must its strip of that width just inside the line (the edge step,
+   which also ranks the candidate lines); it must cover 1 % to 50 % of the breast. Otherwise no pectoral is reported
    (empty mask); with ``view="MLO"`` that is logged (info) and noted. With the view
    unknown the same rule decides whether a muscle is present; on the synthetic
    cohort no CC view gets one.
@@ -432,8 +433,16 @@ def _pectoral_candidate(
     area_frac = float(muscle.sum()) / max(float(body.sum()), 1.0)
     if not (0.01 <= area_frac <= 0.5) or band.sum() < 10:
         return None
-    contrast = float(sm[muscle].mean() - sm[band].mean())
-    if contrast < config.pectoral_contrast:
+    # The muscle as a whole, and its strip just inside the line, must both be brighter than the
+    # tissue just beyond the line; the strip's step (a local edge) ranks the candidates, so a line
+    # cut too deep into bright breast tissue loses to the line on the muscle's own edge.
+    inner = body & (xx < line_x) & (xx >= line_x - config.pectoral_band * width) & (yy <= y_wall)
+    if inner.sum() < 10:
+        return None
+    outside = float(sm[band].mean())
+    overall = float(sm[muscle].mean()) - outside
+    contrast = float(sm[inner].mean()) - outside
+    if min(overall, contrast) < config.pectoral_contrast:
         return None
     note = f"pectoral: threshold {t:.3f}, line agreement {agreement:.2f}, contrast {contrast:.3f}, area {area_frac:.3f} of breast"
     return contrast, (float(x_top), float(y0)), (wall_x, float(y_wall)), note
@@ -447,7 +456,7 @@ def _find_pectoral(
     Several thresholds are tried (the 3-class multi-Otsu thresholds of the
     upper chest-wall zone and its 50th-90th percentiles), because the muscle is
     the brightest class on fatty breasts but merges with dense tissue at low
-    thresholds on dense ones; the accepted line with the largest contrast wins.
+    thresholds on dense ones; the accepted line with the largest edge step wins.
     Returns ``((x_top, y_top), (x_wall, y_wall), note)`` or ``None``.
     """
     g = _geometry(body)
