@@ -96,8 +96,9 @@ class FakePredictor:
 LESION = (300.0, 180.0, 28.0)
 
 
-def synthetic_mammogram(width: int = 480, height: int = 360, seed: int = 0) -> np.ndarray:
-    """A float32 [0,1] image: a half-ellipse 'breast' on black with a bright round lesion at :data:`LESION`.
+def synthetic_mammogram(width: int = 480, height: int = 360, seed: int = 0,
+                        lesion: tuple[float, float, float] = LESION) -> np.ndarray:
+    """A float32 [0,1] image: a half-ellipse 'breast' on black with a bright round lesion at ``lesion`` (cx, cy, r).
 
     Deliberately not square, so that swapped x/y would put the ROI elsewhere.
     """
@@ -105,7 +106,7 @@ def synthetic_mammogram(width: int = 480, height: int = 360, seed: int = 0) -> n
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     breast = ((xx / (0.85 * width)) ** 2 + ((yy - height / 2) / (0.48 * height)) ** 2) < 1.0
     img = np.where(breast, 0.35 + 0.05 * rng.standard_normal((height, width)), 0.0).astype(np.float32)
-    cx, cy, r = LESION
+    cx, cy, r = lesion
     d2 = (xx - cx) ** 2 + (yy - cy) ** 2
     img += 0.5 * np.exp(-d2 / (2 * (r / 1.5) ** 2)).astype(np.float32)
     return np.clip(img, 0.0, 1.0)
@@ -149,3 +150,36 @@ def dicom_bytes(pixels: np.ndarray, path: Path) -> bytes:
     ds.PixelData = arr.tobytes()
     ds.save_as(path, enforce_file_format=True)
     return path.read_bytes()
+
+
+class LiveServer:
+    """Run an ASGI app under uvicorn on a free loopback port in a background thread.
+
+    Use as a context manager; ``url`` is ``http://127.0.0.1:PORT``.
+    """
+
+    def __init__(self, app, host: str = "127.0.0.1"):
+        import socket
+
+        import uvicorn
+
+        with socket.socket() as s:
+            s.bind((host, 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://{host}:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=self.port, log_level="warning",
+                                                   lifespan="on", limit_concurrency=512, backlog=512))
+        self.thread = threading.Thread(target=self.server.run, name="uvicorn-test", daemon=True)
+
+    def __enter__(self) -> "LiveServer":
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
