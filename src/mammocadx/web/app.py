@@ -51,7 +51,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mammocadx import __version__
 from mammocadx.datasets.records import Roi
-from mammocadx.errors import ImageReadError, MammocadxError, RoiError
+from mammocadx.errors import DicomError, ImageReadError, MammocadxError, RoiError
 from mammocadx.io.images import ImageData, read_image, sniff_format
 from mammocadx.web.predictor import CADxPredictor, Predictor
 from mammocadx.web.schemas import (
@@ -272,10 +272,19 @@ def _to_roi(roi: CircleRoi | BoxRoi, width: int, height: int) -> Roi:
     return lib
 
 
-def _card_id(card: dict[str, Any]) -> tuple[str | None, str | None]:
+def _card_id(card: dict[str, Any]) -> dict[str, Any]:
+    """Id and version of a model card for the case report (cards name them in a few ways)."""
     ident = card.get("id") or card.get("model_id") or card.get("name")
     version = card.get("version") or card.get("model_version")
-    return (str(ident) if ident is not None else None, str(version) if version is not None else None)
+    out: dict[str, Any] = {"id": str(ident) if ident is not None else None,
+                           "version": str(version) if version is not None else None}
+    for key in ("created", "mammocadx_version", "sha256", "model_sha256"):
+        if card.get(key) is not None:
+            out[key] = card[key]
+    fp = (card.get("training_data") or {}).get("fingerprint") if isinstance(card.get("training_data"), dict) else None
+    if fp:
+        out["training_fingerprint"] = fp
+    return out
 
 
 def create_app(model_dir: Path | None = None, predictor: Predictor | None = None,
@@ -422,6 +431,8 @@ def create_app(model_dir: Path | None = None, predictor: Predictor | None = None
                                 "not its name.", "unsupported_format") from exc
         try:
             image = read_image(path)
+        except DicomError as exc:  # a DICOM of a kind we do not read: colour, multi-frame, not a mammogram ...
+            raise ApiError(415, f"unsupported DICOM: {exc.reason}", "unsupported_dicom") from exc
         except ImageReadError as exc:
             raise ApiError(400, f"cannot read this {fmt.upper()} file: {exc.reason}", "unreadable_image") from exc
         preview = _preview(image, cfg.preview_max_side)
@@ -481,7 +492,6 @@ def create_app(model_dir: Path | None = None, predictor: Predictor | None = None
         score, threshold = float(pred.score), float(pred.threshold)
         label = str(pred.label)
         crop = tuple(float(v) for v in pred.crop)
-        card_id, card_version = _card_id(predictor.card)
         report = CaseReport(
             created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             software=f"mammocadx {__version__}",
@@ -492,7 +502,7 @@ def create_app(model_dir: Path | None = None, predictor: Predictor | None = None
                  "units": "image pixels, x from the left, y from the top"},
             result={"score": score, "threshold": threshold, "label": label,
                     "explained": out["cam_png"] is not None},
-            model={"id": card_id, "version": card_version},
+            model=_card_id(predictor.card),
             notice=NOTICE,
         )
         if out["explain_error"]:

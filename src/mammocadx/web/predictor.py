@@ -91,6 +91,7 @@ class CADxPredictor:
     def __init__(self, cadx: Any):
         self.cadx = cadx
         self._lock = threading.Lock()
+        self._backbone: Any = None  # loaded on the first explanation, then reused
 
     @classmethod
     def load(cls, model_dir: str | PathLike[str]) -> "CADxPredictor":
@@ -105,18 +106,46 @@ class CADxPredictor:
         return dict(getattr(self.cadx, "card", None) or {})
 
     def predict(self, image: ImageData, roi: Roi) -> PredictionLike:
-        """``CADx.predict(image, roi)``."""
+        """``CADx.predict(image, roi)`` with the image's own view and laterality when the file states them."""
+        meta = image.meta or {}
         with self._lock:
-            return self.cadx.predict(image, roi)
+            return self.cadx.predict(image, roi, view=meta.get("view"), laterality=meta.get("laterality"))
 
     def explain(self, image: ImageData, roi: Roi, prediction: PredictionLike) -> Explanation:
-        """Grad-CAM of the SVM's decision (:mod:`mammocadx.explain.gradcam`) at ROI resolution."""
-        from mammocadx.explain import gradcam
+        """Grad-CAM of the head's decision (:func:`mammocadx.explain.gradcam.explain_roi`) on the prediction's ROI.
+
+        Raises
+        ------
+        BackboneError, ModelError
+            When the backbone's weights are unavailable or differ from the model card's.
+        """
+        from mammocadx.explain.api import model_backbone
+        from mammocadx.explain.gradcam import explain_roi
 
         with self._lock:
-            result = gradcam.explain(self.cadx, image, roi)
-        heat = np.asarray(result.heatmap, dtype=np.float32)
-        overlay = getattr(result, "overlay", None)
-        if overlay is None:
-            overlay = gradcam.overlay(prediction.roi_rgb, heat)
-        return Explanation(heatmap=heat, overlay=np.asarray(overlay))
+            if self._backbone is None:
+                self._backbone = model_backbone(self.cadx)
+            expl = explain_roi(self._backbone, self.cadx.head_, np.asarray(prediction.roi_rgb))
+        heat = np.asarray(expl.cam, dtype=np.float32)
+        grey = getattr(prediction, "roi_grey", None)
+        if grey is None:
+            grey = np.asarray(prediction.roi_rgb, dtype=np.float32).mean(axis=-1)
+        return Explanation(heatmap=heat, overlay=heat_overlay(grey, heat))
+
+
+def heat_overlay(grey: np.ndarray, heat: np.ndarray, alpha: float = 0.45, cmap: str = "jet") -> np.ndarray:
+    """Blend a [0, 1] heat-map (colour map ``cmap``, as the explain figures use) over a grey ROI; uint8 RGB.
+
+    The weight of the colour grows with the heat (``alpha * heat``), so regions
+    with no evidence towards malignant show the ROI as it is.
+    """
+    from matplotlib import colormaps
+
+    g = np.clip(np.asarray(grey, dtype=np.float32), 0.0, 1.0)
+    h = np.clip(np.asarray(heat, dtype=np.float32), 0.0, 1.0)
+    if h.shape != g.shape:
+        raise ValueError(f"heat-map shape {h.shape} differs from the ROI's {g.shape}")
+    colour = colormaps[cmap](h)[..., :3].astype(np.float32)
+    w = (alpha * (0.35 + 0.65 * h))[..., None]
+    out = (1.0 - w) * g[..., None] + w * colour
+    return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
