@@ -174,6 +174,22 @@ def test_oversize_upload_is_413(fake, pixels):
         assert list(Path(app.state.tmpdir).iterdir()) == []
 
 
+def test_oversize_chunked_body_is_413_while_streaming(fake):
+    """Without a Content-Length, the cap acts on the stream itself."""
+    app = create_app(predictor=fake, config=WebConfig(max_upload_bytes=10_000))
+
+    def body():
+        yield b"--xyz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n\r\n"
+        for _ in range(40):  # 40 x 64 kB: well past the 10 kB cap plus 1 MiB of framing slack
+            yield bytes(65536)
+        yield b"\r\n--xyz--\r\n"
+
+    with TestClient(app) as c:
+        r = c.post("/api/image", content=body(), headers={"content-type": "multipart/form-data; boundary=xyz"})
+        assert r.status_code == 413 and r.json()["error"] == "too_large"
+        assert list(Path(app.state.tmpdir).iterdir()) == []
+
+
 def test_wrong_content_with_image_extension_is_415(client):
     r = _upload(client, b"%PDF-1.4 not an image at all\n" * 10, name="scan.png", ctype="image/png")
     assert r.status_code == 415

@@ -25,7 +25,6 @@ from mammocadx.datasets.records import Roi
 from mammocadx.web import create_app
 
 pytestmark = pytest.mark.browser
-expect = None  # playwright.sync_api.expect, bound by the browser fixture (playwright may be absent)
 
 CHROMIUM = Path(os.environ.get("MAMMOCADX_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -41,8 +40,6 @@ def browser():
         pytest.skip(f"no Chromium at {CHROMIUM}: install Debian's package with 'apt-get install -y chromium' "
                     "(or set MAMMOCADX_CHROMIUM)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package (dev extra) is missing")
-    global expect
-    expect = sync_api.expect
     with sync_api.sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         yield b
@@ -70,6 +67,8 @@ def _shot(page, tmp_path: Path, name: str) -> Path:
 def drive_case(page, url: str, image_path: Path, lesion: tuple[float, float, float], width: int, height: int,
                tmp_path: Path, timeout_ms: int = 30_000) -> dict:
     """Open the page, upload ``image_path``, click ``lesion``'s centre; returns the downloaded report."""
+    from playwright.sync_api import expect
+
     # The page's CSP forbids eval, so waits use locators (not wait_for_function strings).
     page.goto(url + "/")
     expect(page.locator("#card-id")).not_to_have_text("–", timeout=timeout_ms)
@@ -92,6 +91,8 @@ def drive_case(page, url: str, image_path: Path, lesion: tuple[float, float, flo
 
 
 def test_page_end_to_end(browser, tmp_path):
+    from playwright.sync_api import expect
+
     pixels = synthetic_mammogram(WIDTH, HEIGHT, lesion=BIG_LESION)
     image_path = tmp_path / "synthetic-mammogram.png"
     data = png_bytes(pixels)

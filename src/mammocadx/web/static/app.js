@@ -119,6 +119,8 @@
       setStatus(mode() === "circle" ? "Click the centre of the lesion, or drag out its radius."
         : "Drag a box around the lesion.");
       el.r.max = Math.max(info.width, info.height);
+      // A click's default radius: 4 % of the image's longer side (about a mini-MIAS mass at 1024 px).
+      el.r.value = Math.max(4, Math.round(0.04 * Math.max(info.width, info.height)));
       draw();
     } catch (err) {
       setStatus(state.image ? "The previous image is still open." : "Open a mammogram to begin.");
