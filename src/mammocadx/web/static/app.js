@@ -15,7 +15,7 @@
     gaugeThreshold: $("gauge-threshold"), roiImg: $("roi-img"), camImg: $("cam-img"), camNote: $("cam-note"),
     download: $("download-report"), modelTag: $("model-tag"),
     cardId: $("card-id"), cardVersion: $("card-version"), cardUse: $("card-use"), cardLimits: $("card-limits"),
-    cardJson: $("card-json"),
+    cardJson: $("card-json"), camOnImage: $("cam-on-image"),
   };
 
   const state = {
@@ -24,6 +24,7 @@
     crop: null,         // [cx, cy, side] of the square the model cut
     report: null,
     drag: null,         // {x0, y0, x1, y1} in image pixels while dragging
+    camImage: null,     // decoded Grad-CAM overlay, drawn back on the mammogram in its crop square
     busy: false,
     requestSeq: 0,
   };
@@ -107,7 +108,7 @@
       const info = await callApi("/api/image", { method: "POST", body: form });
       // Only a good file replaces the case on screen; a bad one leaves the previous case as it was.
       state.requestSeq++;
-      state.image = info; state.roi = null; state.crop = null; state.report = null;
+      state.image = info; state.roi = null; state.crop = null; state.report = null; state.camImage = null;
       el.result.hidden = true;
       el.analyse.disabled = true;
       el.img.onload = () => { el.drop.hidden = true; el.wrap.hidden = false; resizeCanvas(); };
@@ -166,6 +167,12 @@
     const k = el.canvas.width / state.image.width;  // canvas pixels per image pixel
     const dpr = window.devicePixelRatio || 1;
     ctx.lineWidth = 2 * dpr;
+    if (state.crop && state.camImage && el.camOnImage.checked && !state.drag) {
+      const [cx, cy, side] = state.crop;
+      ctx.globalAlpha = 0.7;
+      ctx.drawImage(state.camImage, (cx - side / 2) * k, (cy - side / 2) * k, side * k, side * k);
+      ctx.globalAlpha = 1;
+    }
     if (state.crop) {  // the square the model actually cut (with its context margin)
       const [cx, cy, side] = state.crop;
       ctx.setLineDash([6 * dpr, 5 * dpr]);
@@ -240,9 +247,12 @@
   });
   el.canvas.addEventListener("pointercancel", () => { state.drag = null; draw(); });
 
+  el.camOnImage.addEventListener("change", draw);
+
   function setRoi(roi) {
     state.roi = roi;
     state.crop = null;
+    state.camImage = null;
     if ("r" in roi) {
       el.cx.value = roi.cx; el.cy.value = roi.cy; el.r.value = roi.r;
     } else {
@@ -275,7 +285,7 @@
   for (const input of [el.cx, el.cy, el.r, el.bx, el.by, el.bw, el.bh]) {
     input.addEventListener("input", () => {
       const roi = roiFromForm();
-      if (roi) { state.roi = roi; state.crop = null; draw(); }
+      if (roi) { state.roi = roi; state.crop = null; state.camImage = null; draw(); }
       el.analyse.disabled = !state.image || !roi;
     });
   }
@@ -328,8 +338,12 @@
     el.gaugeThreshold.style.left = "50%";
     el.gaugeMarker.style.left = pos(out.score) + "%";
     el.roiImg.src = "data:image/png;base64," + out.roi_png;
+    state.camImage = null;
     if (out.cam_png) {
-      el.camImg.src = "data:image/png;base64," + out.cam_png;
+      const cam = new Image();
+      cam.onload = () => { state.camImage = cam; draw(); };
+      cam.src = "data:image/png;base64," + out.cam_png;
+      el.camImg.src = cam.src;
       el.camImg.hidden = false;
       el.camNote.textContent = "Warm colours mark the regions that pushed the score towards malignant.";
     } else {
