@@ -284,3 +284,33 @@ def test_concurrent_requests_are_correct_and_serialised(pixels):
         assert body["report"]["roi"]["given"]["cx"] == rois[i][0]
     assert fake.calls == len(rois)
     assert fake.max_active == 1  # the model is never entered by two threads at once
+
+
+def test_image_evicted_from_memory_is_read_again(pixels):
+    fake = FakePredictor()
+    app = create_app(predictor=fake, config=WebConfig(cache_images=1, max_images=2))
+    data_a, data_b = png_bytes(pixels), png_bytes(synthetic_mammogram(seed=3))
+    with TestClient(app) as c:
+        a = _upload(c, data_a).json()["image_id"]
+        _upload(c, data_b)  # pushes a out of the memory cache (still on disk)
+        r = c.post("/api/predict", json={"image_id": a, "roi": {"cx": 300.0, "cy": 180.0, "r": 28.0}})
+        assert r.status_code == 200
+        assert r.json()["score"] == pytest.approx(expected_score(_as_read(data_a), Roi(circle=(300, 180, 28))), abs=1e-5)
+        _upload(c, data_b)  # two more images: a, the least recently used, is deleted from disk (max_images=2)
+        _upload(c, data_b)
+        r = c.post("/api/predict", json={"image_id": a, "roi": {"cx": 300.0, "cy": 180.0, "r": 28.0}})
+        assert r.status_code == 404
+        assert len(list(Path(app.state.tmpdir).iterdir())) == 2
+
+
+def test_internal_errors_are_json_500(pixels):
+    class Broken(FakePredictor):
+        def predict(self, image, roi):
+            raise RuntimeError("boom")
+
+    app = create_app(predictor=Broken())
+    with TestClient(app, raise_server_exceptions=False) as c:
+        info = _upload(c, png_bytes(pixels)).json()
+        r = c.post("/api/predict", json={"image_id": info["image_id"], "roi": {"cx": 300.0, "cy": 180.0, "r": 28.0}})
+        assert r.status_code == 500 and r.json() == {
+            "detail": "internal error (RuntimeError); the server log has the details", "error": "internal"}

@@ -323,6 +323,8 @@ def create_app(model_dir: Path | None = None, predictor: Predictor | None = None
     store = _ImageStore(tmpdir, cfg.max_images, cfg.cache_images)
     executor = ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="mammocadx-model")
     pending = 0
+    # At most two images decoded at once: a 24 Mpx mammogram takes ~100 MB as float32 plus intermediates.
+    decode_slots = threading.BoundedSemaphore(2)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -368,6 +370,12 @@ def create_app(model_dir: Path | None = None, predictor: Predictor | None = None
             parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
         return JSONResponse({"detail": "invalid request: " + "; ".join(parts), "error": "invalid_request"},
                             status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _internal_error(_request: Request, exc: Exception) -> JSONResponse:
+        log.error("internal error", exc_info=exc)
+        return JSONResponse({"detail": f"internal error ({type(exc).__name__}); the server log has the details",
+                             "error": "internal"}, status_code=500)
 
     @app.middleware("http")
     async def _security_headers(request: Request, call_next: Callable[[Request], Any]) -> Any:
@@ -424,6 +432,14 @@ def create_app(model_dir: Path | None = None, predictor: Predictor | None = None
         return path, digest.hexdigest(), size
 
     def decode(path: Path) -> tuple[ImageData, str, tuple[int, int]]:
+        with decode_slots:
+            return _decode(path)
+
+    def reread(path: Path) -> ImageData:
+        with decode_slots:
+            return read_image(path)
+
+    def _decode(path: Path) -> tuple[ImageData, str, tuple[int, int]]:
         try:
             fmt = sniff_format(path)
         except ImageReadError as exc:
@@ -458,7 +474,7 @@ def create_app(model_dir: Path | None = None, predictor: Predictor | None = None
                          explain: bool) -> PredictResponse:
         roi = _to_roi(roi_in, entry.width, entry.height)
         if image is None:  # evicted from the memory cache: read again from the private folder
-            image = await run_io(lambda: read_image(entry.path))
+            image = await run_io(lambda: reread(entry.path))
             store.remember(entry.image_id, image)
         img = image
 
