@@ -15,7 +15,7 @@
     gaugeThreshold: $("gauge-threshold"), roiImg: $("roi-img"), camImg: $("cam-img"), camNote: $("cam-note"),
     download: $("download-report"), modelTag: $("model-tag"),
     cardId: $("card-id"), cardVersion: $("card-version"), cardUse: $("card-use"), cardLimits: $("card-limits"),
-    cardJson: $("card-json"), camOnImage: $("cam-on-image"),
+    cardJson: $("card-json"), cardCreated: $("card-created"), cardTraining: $("card-training"), camOnImage: $("cam-on-image"),
   };
 
   const state = {
@@ -87,7 +87,14 @@
       const card = await callApi("/api/model");
       const id = card.id || card.model_id || card.name || "unnamed model";
       el.cardId.textContent = id;
-      el.cardVersion.textContent = card.version || "–";
+      el.cardVersion.textContent = card.version || card.mammocadx_version && ("mammocadx " + card.mammocadx_version) || "–";
+      el.cardCreated.textContent = card.created || "–";
+      const td = card.training_data || card.training || {};
+      const n = td.n_lesions ?? td.n_samples;
+      el.cardTraining.textContent = n === undefined ? "–" : n + " lesions" +
+        (td.n_malignant !== undefined ? " (" + td.n_malignant + " malignant)" : "") +
+        (td.n_patients !== undefined ? ", " + td.n_patients + " patients" : "") +
+        (td.dataset ? ", " + td.dataset : "");
       el.modelTag.textContent = "model: " + id + (card.version ? " v" + card.version : "");
       renderText(el.cardUse, card.intended_use);
       renderText(el.cardLimits, card.limitations);
