@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from conftest_web import LESION, FakePredictor, dicom_bytes, expected_score, png_bytes, synthetic_mammogram
+from conftest_web import FAKE_CARD, LESION, FakePredictor, dicom_bytes, expected_score, png_bytes, synthetic_mammogram
 from mammocadx.datasets.records import Roi
 from mammocadx.web import WebConfig, create_app
 
@@ -49,6 +49,7 @@ def test_health_and_model_card(client):
     card = client.get("/api/model").json()
     assert card["id"] == "fake-test-model" and card["version"] == "0.0-test"
     assert card["intended_use"] == "Tests of the web page only."
+    assert card == {**FAKE_CARD}  # the card as the model gives it, nothing added
 
 
 def test_page_served_and_self_contained(client):

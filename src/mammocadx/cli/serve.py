@@ -47,6 +47,10 @@ def handle(args: argparse.Namespace) -> int:
         log.warning("serving on %s: the page is reachable from the network and has no authentication", args.host)
     config = WebConfig(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), timeout_s=args.timeout)
     app = create_app(model_dir=args.model_dir, config=config)
+    warm_up = getattr(app.state.predictor, "warm_up", None)
+    if warm_up is not None:
+        log.info("loading the network (first prediction) ...")
+        warm_up()
     log.info("mammocadx reader on http://%s:%d/ (Ctrl+C to stop)", args.host, args.port)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

@@ -541,7 +541,7 @@ def create_app(model_dir: Path | None = None, predictor: Predictor | None = None
     @app.get("/api/model", response_model=ModelCard, tags=["model"])
     async def model_card() -> JSONResponse:
         """The model card: what the model is for, how it was made and evaluated, its limits."""
-        return JSONResponse(ModelCard.model_validate(predictor.card).model_dump(mode="json"))
+        return JSONResponse(ModelCard.model_validate(predictor.card).model_dump(mode="json", exclude_unset=True))
 
     @app.post("/api/image", response_model=ImageInfo, tags=["predict"],
               responses={413: {"model": ErrorResponse}, 415: {"model": ErrorResponse}})

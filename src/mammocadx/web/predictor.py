@@ -111,6 +111,22 @@ class CADxPredictor:
         with self._lock:
             return self.cadx.predict(image, roi, view=meta.get("view"), laterality=meta.get("laterality"))
 
+    def warm_up(self) -> None:
+        """Score and explain one blank ROI, so the first reader does not wait for the CNN to load.
+
+        Failures are logged, not raised: the server still starts, and the same
+        error is then reported for the request that meets it.
+        """
+        from mammocadx.errors import MammocadxError
+
+        image = ImageData(pixels=np.full((256, 256), 0.5, dtype=np.float32), source=Path("warm-up"), format="png",
+                          bit_depth=8)
+        roi = Roi(circle=(128.0, 128.0, 32.0))
+        try:
+            self.explain(image, roi, self.predict(image, roi))
+        except MammocadxError as exc:
+            log.warning("warm-up failed: %s", exc)
+
     def explain(self, image: ImageData, roi: Roi, prediction: PredictionLike) -> Explanation:
         """Grad-CAM of the head's decision (:func:`mammocadx.explain.gradcam.explain_roi`) on the prediction's ROI.
 
