@@ -87,7 +87,8 @@
       const card = await callApi("/api/model");
       const id = card.id || card.model_id || card.name || "unnamed model";
       el.cardId.textContent = id;
-      el.cardVersion.textContent = card.version || card.mammocadx_version && ("mammocadx " + card.mammocadx_version) || "–";
+      el.cardVersion.textContent = card.version ||
+        (card.mammocadx_version ? "not stated (made with mammocadx " + card.mammocadx_version + ")" : "not stated");
       el.cardCreated.textContent = card.created || "–";
       const td = card.training_data || card.training || {};
       const n = td.n_lesions ?? td.n_samples;
