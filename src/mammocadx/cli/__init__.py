@@ -27,6 +27,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "demo",
     "evaluate",
     "predict",
+    "inspect",
+    "cache",
     "serve",
 )
 

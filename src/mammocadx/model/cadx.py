@@ -370,9 +370,6 @@ class CADx:
 
     # ----------------------------------------------------------------- card & files
     def _card(self, fs: FeatureSet) -> dict[str, Any]:
-        import sklearn
-        import torch
-
         ext = self.extractor
         head_info: dict[str, Any] = {}
         steps = getattr(self.head_, "named_steps", {})
@@ -382,17 +379,19 @@ class CADx:
             head_info["svc_gamma"] = float(steps["svc"]._gamma)
         return {
             "name": f"mammocadx-{self.config.mode}",
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "mammocadx_version": __version__,
-            "versions": {"python": platform.python_version(), "numpy": np.__version__,
-                         "scikit-learn": sklearn.__version__, "torch": torch.__version__},
+            "mode": self.config.mode,
             "config": self.config.to_dict(),
             "backbone": {"name": self.config.backbone, "weights_sha256": getattr(ext, "weights_sha256", None),
-                         "input_size": int(ext.input_size), "feature_dim": int(fs.X.shape[1])},
+                         "input_size": int(ext.input_size), "feature_dim": int(fs.X.shape[1]),
+                         "precision": self.config.precision},
+            "preprocessing": {"pseudocolor": self.config.pseudocolor, "roi_context": self.config.context,
+                              "roi_size": int(ext.input_size), "segmentation": self.config.segment,
+                              "clahe": self.config.clahe, "window": "8-bit, before pseudocolour"},
             "head": head_info,
             "threshold": self.threshold,
-            "training_data": {"n_lesions": len(fs.records), "n_malignant": int(fs.y.sum()),
-                              "n_patients": len(set(fs.groups)), "fingerprint": fingerprint(fs.records)},
+            "training": {"n_samples": len(fs.records), "n_malignant": int(fs.y.sum()),
+                         "n_patients": len(set(fs.groups)), "fingerprint": fingerprint(fs.records),
+                         "seed": None, "dataset": None},
             "intended_use": INTENDED_USE,
             "limitations": LIMITATIONS,
             "metrics": None,
