@@ -315,3 +315,14 @@ def test_internal_errors_are_json_500(pixels):
         r = c.post("/api/predict", json={"image_id": info["image_id"], "roi": {"cx": 300.0, "cy": 180.0, "r": 28.0}})
         assert r.status_code == 500 and r.json() == {
             "detail": "internal error (RuntimeError); the server log has the details", "error": "internal"}
+
+
+def test_report_identifies_the_model_from_a_saved_card():
+    from mammocadx.web.app import _card_id
+
+    card = {"name": "mammocadx-paper", "created_utc": "2026-11-26T02:00:00+00:00",
+            "software": {"mammocadx": "0.1.0"}, "files": {"head.json": "ab", "arrays.npz": "cd"},
+            "training": {"fingerprint": "ff", "n_samples": 10}}
+    assert _card_id(card) == {"id": "mammocadx-paper", "version": None, "created": "2026-11-26T02:00:00+00:00",
+                              "made_with": "mammocadx 0.1.0", "files_sha256": {"head.json": "ab", "arrays.npz": "cd"},
+                              "training_fingerprint": "ff"}

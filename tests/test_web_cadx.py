@@ -79,7 +79,12 @@ def test_api_gives_the_library_score_and_gradcam(tiny):
     heat = _png(out["heatmap_png"])
     assert heat.shape == (size, size) and heat.max() > 0
     rep = out["report"]
-    assert rep["model"]["id"] == "mammocadx-paper" and rep["model"]["created"] == card["created"]
+    assert rep["model"]["id"] == "mammocadx-paper"
+    assert rep["model"]["created"] == card.get("created_utc", card.get("created"))
+    if "files" in card:  # the model files' SHA-256 pin the exact model in the case report
+        assert rep["model"]["files_sha256"] == card["files"]
+    if "training" in card:
+        assert rep["model"]["training_fingerprint"] == card["training"]["fingerprint"]
     assert rep["result"]["explained"] is True
 
 

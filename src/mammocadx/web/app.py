@@ -273,17 +273,30 @@ def _to_roi(roi: CircleRoi | BoxRoi, width: int, height: int) -> Roi:
 
 
 def _card_id(card: dict[str, Any]) -> dict[str, Any]:
-    """Id and version of a model card for the case report (cards name them in a few ways)."""
+    """What identifies the model in a case report: id, version, creation time, file hashes, training fingerprint.
+
+    Cards name these in a few ways (``name``/``id``, ``created``/``created_utc``,
+    ``software.mammocadx``/``mammocadx_version``); the SHA-256 of the model files,
+    when the card has them, pins the exact model.
+    """
     ident = card.get("id") or card.get("model_id") or card.get("name")
     version = card.get("version") or card.get("model_version")
     out: dict[str, Any] = {"id": str(ident) if ident is not None else None,
                            "version": str(version) if version is not None else None}
-    for key in ("created", "mammocadx_version", "sha256", "model_sha256"):
-        if card.get(key) is not None:
-            out[key] = card[key]
-    fp = (card.get("training_data") or {}).get("fingerprint") if isinstance(card.get("training_data"), dict) else None
-    if fp:
-        out["training_fingerprint"] = fp
+    created = card.get("created") or card.get("created_utc")
+    if created:
+        out["created"] = created
+    software = card.get("software") if isinstance(card.get("software"), dict) else {}
+    made_with = software.get("mammocadx") or card.get("mammocadx_version")
+    if made_with:
+        out["made_with"] = f"mammocadx {made_with}"
+    if isinstance(card.get("files"), dict):
+        out["files_sha256"] = card["files"]
+    for key in ("training", "training_data"):
+        section = card.get(key)
+        if isinstance(section, dict) and section.get("fingerprint"):
+            out["training_fingerprint"] = section["fingerprint"]
+            break
     return out
 
 

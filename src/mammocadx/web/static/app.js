@@ -87,9 +87,10 @@
       const card = await callApi("/api/model");
       const id = card.id || card.model_id || card.name || "unnamed model";
       el.cardId.textContent = id;
+      const madeWith = (card.software && card.software.mammocadx) || card.mammocadx_version;
       el.cardVersion.textContent = card.version ||
-        (card.mammocadx_version ? "not stated (made with mammocadx " + card.mammocadx_version + ")" : "not stated");
-      el.cardCreated.textContent = card.created || "–";
+        (madeWith ? "not stated (made with mammocadx " + madeWith + ")" : "not stated");
+      el.cardCreated.textContent = card.created || card.created_utc || "–";
       const td = card.training_data || card.training || {};
       const n = td.n_lesions ?? td.n_samples;
       el.cardTraining.textContent = n === undefined ? "–" : n + " lesions" +
