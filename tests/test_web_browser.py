@@ -132,6 +132,33 @@ def test_page_end_to_end(browser, tmp_path):
         expect(page.locator("#status")).to_have_text(re.compile(r"^Done"))
         assert float(page.input_value("#roi-r")) == pytest.approx(30 * px, abs=1.5 * px)
 
+        # Box mode: a drag from corner to corner gives a box ROI in image pixels.
+        page.check("input[name=mode][value=box]")
+        x0, y0 = box["x"] + 820 / WIDTH * box["width"], box["y"] + 550 / HEIGHT * box["height"]
+        page.mouse.move(x0, y0)
+        page.mouse.down()
+        page.mouse.move(x0 + 60, y0 + 40, steps=4)
+        page.mouse.up()
+        expect(page.locator("#status")).to_have_text(re.compile(r"^Done"))
+        with page.expect_download() as dl:
+            page.click("#download-report")
+        given = json.loads(Path(dl.value.path()).read_text())["roi"]["given"]
+        assert given["kind"] == "box"
+        assert given["x"] == pytest.approx(820, abs=1.5 * px) and given["y"] == pytest.approx(550, abs=1.5 * px)
+        assert given["w"] == pytest.approx(60 * px, abs=1.5 * px) and given["h"] == pytest.approx(40 * px, abs=1.5 * px)
+        # Typed coordinates and the Analyse button work without a mouse.
+        page.fill("#roi-x", "850")
+        page.fill("#roi-y", "580")
+        page.fill("#roi-w", "64")
+        page.fill("#roi-h", "64")
+        page.click("#analyse")
+        expect(page.locator("#status")).to_have_text(re.compile(r"^Done"))
+        with page.expect_download() as dl:
+            page.click("#download-report")
+        rep = json.loads(Path(dl.value.path()).read_text())
+        assert rep["roi"]["given"] == {"kind": "box", "x": 850, "y": 580, "w": 64, "h": 64}
+        assert rep["roi"]["crop"] == {"cx": 882, "cy": 612, "side": 96}
+
         bad = tmp_path / "not-really.png"
         bad.write_bytes(b"this is a text file, not a mammogram\n" * 20)
         page.set_input_files("#file-input", str(bad))
