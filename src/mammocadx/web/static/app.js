@@ -141,6 +141,7 @@
   }
 
   el.file.addEventListener("change", () => upload(el.file.files[0]));
+  el.drop.addEventListener("click", () => el.file.click());
   el.stage.addEventListener("dragover", (e) => { e.preventDefault(); el.stage.classList.add("dragover"); });
   el.stage.addEventListener("dragleave", () => el.stage.classList.remove("dragover"));
   el.stage.addEventListener("drop", (e) => {
