@@ -168,3 +168,26 @@ def test_page_end_to_end(browser, tmp_path):
         assert page.locator("#result").is_visible()  # the previous case stays on screen
         _shot(page, tmp_path, "web-error.png")
     page.close()
+
+
+def test_page_refuses_oversize_file_before_sending(browser, tmp_path):
+    from playwright.sync_api import expect
+
+    from mammocadx.web import WebConfig
+
+    big = tmp_path / "big.png"
+    big.write_bytes(png_bytes(np.random.default_rng(0).random((400, 400)).astype(np.float32)))  # ~160 kB
+    app = create_app(predictor=FakePredictor(), config=WebConfig(max_upload_bytes=50_000))
+    page = browser.new_page()
+    posts: list[str] = []
+    page.on("request", lambda req: posts.append(req.url) if req.method == "POST" else None)
+    with LiveServer(app) as server:
+        page.goto(server.url + "/")
+        expect(page.locator("#card-id")).to_have_text("fake-test-model")
+        page.wait_for_load_state("networkidle")  # /healthz, which gives the page the cap, has answered
+        page.set_input_files("#file-input", str(big))
+        expect(page.locator("#error")).to_be_visible()
+        msg = page.locator("#error").inner_text()
+        assert msg.startswith("big.png: too large") and "the limit is 48.8 kB" in msg, msg
+    assert posts == []
+    page.close()

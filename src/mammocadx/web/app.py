@@ -119,8 +119,12 @@ class ApiError(HTTPException):
         self.error = error
 
 
+def _human_bytes(n: int) -> str:
+    return f"{n / 1048576:.1f} MiB" if n >= 1048576 else f"{n / 1024:.1f} kB"
+
+
 def _too_large(limit: int) -> ApiError:
-    return ApiError(413, f"upload too large: the limit is {limit / (1024 * 1024):.1f} MiB", "too_large")
+    return ApiError(413, f"upload too large: the limit is {_human_bytes(limit)}", "too_large")
 
 
 class BodySizeLimit:
@@ -549,7 +553,7 @@ def create_app(model_dir: Path | None = None, predictor: Predictor | None = None
     @app.get("/healthz", response_model=Health, tags=["service"])
     async def healthz() -> Health:
         """Liveness: the server answers and a model is loaded."""
-        return Health(model_loaded=predictor is not None, version=__version__)
+        return Health(model_loaded=predictor is not None, version=__version__, max_upload_bytes=cfg.max_upload_bytes)
 
     @app.get("/api/model", response_model=ModelCard, tags=["model"])
     async def model_card() -> JSONResponse:

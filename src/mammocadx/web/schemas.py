@@ -95,9 +95,12 @@ class ModelCard(BaseModel):
 
 
 class Health(BaseModel):
+    """The server answers; its model and its limits."""
+
     status: Literal["ok"] = "ok"
     model_loaded: bool
     version: str
+    max_upload_bytes: int = Field(..., description="largest accepted upload")
 
 
 class ErrorResponse(BaseModel):

@@ -27,12 +27,14 @@
     camImage: null,     // decoded Grad-CAM overlay, drawn back on the mammogram in its crop square
     busy: false,
     requestSeq: 0,
+    maxUpload: null,    // bytes, from /healthz: bigger files are refused before they are sent
   };
 
   // ---------- helpers ----------
   const mode = () => document.querySelector('input[name="mode"]:checked').value;
   const fmt = (v, d = 2) => (v >= 0 ? "+" : "\u2212") + Math.abs(v).toFixed(d);
   const round1 = (v) => Math.round(v * 10) / 10;
+  const fmtBytes = (n) => (n >= 1048576 ? (n / 1048576).toFixed(1) + " MiB" : (n / 1024).toFixed(1) + " kB");
 
   function showError(message) {
     el.error.textContent = message;
@@ -110,6 +112,11 @@
   async function upload(file) {
     if (!file) return;
     showError("");
+    if (state.maxUpload && file.size > state.maxUpload) {
+      showError(file.name + ": too large (" + fmtBytes(file.size) + "; the limit is " + fmtBytes(state.maxUpload) + ").");
+      el.file.value = "";
+      return;
+    }
     setStatus("Reading " + file.name + "…", true);
     const form = new FormData();
     form.append("file", file, "upload");  // the server never uses the client's file name
@@ -375,5 +382,6 @@
     setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
   });
 
+  callApi("/healthz").then((h) => { state.maxUpload = h.max_upload_bytes; }).catch(() => {});
   loadModel();
 })();
