@@ -29,6 +29,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "predict",
     "inspect",
     "segment",
+    "cache",
+    "serve",
 )
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3

@@ -40,7 +40,7 @@ def run_demo(args: argparse.Namespace) -> int:
     run_dir = write_run(ev, out / "evaluation", command=command_line(), title="synthetic cohort — paper mode")
     print(ev.result.text())
     cadx.fit_features(ev.features)
-    cadx.card["training"]["dataset"] = "synthetic"
+    cadx.card["training_data"]["dataset"] = "synthetic"
     model_dir = cadx.save(out / "model")
     case = next(r for r in records if r.label == 1)
     pred = cadx.predict(case.image_path, case.roi)

@@ -71,7 +71,7 @@ def run_train(args: argparse.Namespace) -> int:
     cadx = build_cadx(args)
     fs = cadx.featurize(records)
     cadx.fit_features(fs)
-    cadx.card["training"]["dataset"] = args.dataset
+    cadx.card["training_data"]["dataset"] = args.dataset
     cadx.card["command"] = command_line()
     out = cadx.save(args.model_out)
     print(f"trained on {len(fs.records)} lesions ({int(fs.y.sum())} malignant), skipped {len(fs.skipped)}")
