@@ -125,3 +125,17 @@ def test_lukemelas_rename_covers_every_key():
     assert set(renamed) == set(model.state_dict())
     assert renamed["blocks.0.0.conv_pw.weight"] is sd["_blocks.0._project_conv.weight"]  # first block: no expand
     assert renamed["blocks.1.0.conv_pwl.weight"] is sd["_blocks.1._project_conv.weight"]
+
+
+@pytest.mark.slow
+def test_nasnetalarge_from_user_file(tmp_path):
+    """The paper's backbone: 331 px, 4032-d, timm's own mean/std, weights from a file (random here)."""
+    model = timm.create_model("nasnetalarge", pretrained=False)
+    path = tmp_path / "nasnet.pth"
+    torch.save(model.state_dict(), path)
+    del model
+    b = bb.load_backbone("nasnetalarge", weights=path)
+    assert (b.input_size, b.feature_dim) == (331, 4032)
+    assert b.mean == tuple(b.model.pretrained_cfg["mean"]) and b.weights_sha256 == bb.sha256_file(path)
+    with torch.inference_mode():
+        assert b.pool(b.feature_map(b.preprocess(np.zeros((1, 331, 331, 3), np.float32)))).shape == (1, 4032)

@@ -20,11 +20,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions = p.add_subparsers(dest="cache_action", metavar="ACTION")
     for name, helptext, func in (
         ("info", "print the cache folder, number of feature vectors and size", _info),
-        ("clear", "delete every cached feature vector (and the cached ONNX exports)", _clear),
+        ("clear", "delete every cached feature vector (--all: also the backbones' ONNX exports)", _clear),
     ):
         a = actions.add_parser(name, help=helptext, description=helptext)
         a.add_argument("--dir", metavar="DIR", type=Path,
                        help="cache folder (default $MAMMOCADX_CACHE_DIR or ~/.cache/mammocadx/features)")
+        if name == "clear":
+            a.add_argument("--all", action="store_true",
+                           help="also delete the ONNX exports of the backbones (rebuilt on next use)")
         a.set_defaults(func=func)
 
 
@@ -41,6 +44,6 @@ def _info(args: argparse.Namespace) -> int:
 def _clear(args: argparse.Namespace) -> int:
     from mammocadx.features.cache import FeatureCache
 
-    before = FeatureCache(args.dir).clear()
+    before = FeatureCache(args.dir).clear(models=args.all)
     print(f"cleared {before.location}: {before.entries} entries, {before.bytes / 1e6:.1f} MB")
     return EXIT_OK

@@ -39,11 +39,13 @@ class and shape, its own position and rotation per view) on both, about 40 %
 malignant patients, about 25 % of patients in a deterministic, class-stratified
 ``test`` split. Ids: patient ``SYN0001``, image ``SYN0001_L_CC``.
 
-Determinism: the same seed gives byte-identical PNGs. All randomness comes from
-one :class:`numpy.random.Generator` per case (spawned from the cohort seed with
-:class:`numpy.random.SeedSequence`), and all filtering uses SciPy (double
-precision C code, no CPU-dependent SIMD paths), so the pixels do not depend on
-the machine.
+Determinism: the same seed gives byte-identical PNGs on a given platform. All
+randomness comes from one :class:`numpy.random.Generator` per patient (spawned
+from the cohort seed with :class:`numpy.random.SeedSequence`), nothing depends
+on time, process or file-system order, and ``cohort.json`` holds no timestamp.
+(Across CPUs, vectorised maths libraries may round the last bit of a float
+differently, which can move a pixel by one grey level; the cache is keyed on the
+generator version and parameters, not on pixel hashes.)
 """
 from __future__ import annotations
 

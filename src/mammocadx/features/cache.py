@@ -183,11 +183,19 @@ class FeatureCache:
                         entries += 1
         return CacheInfo(location=self.root, entries=entries, bytes=size)
 
-    def clear(self) -> CacheInfo:
-        """Delete everything this cache stored; returns what was there."""
+    def clear(self, models: bool = False) -> CacheInfo:
+        """Delete every cached feature vector; returns what was there.
+
+        Parameters
+        ----------
+        models : bool
+            Also delete the ONNX exports of the backbones (``onnx/``), which are
+            rebuilt on next use (a few seconds each).
+        """
         before = self.info()
-        for sub in (self.entries_dir, self.root / "onnx"):
+        subs = [self.entries_dir] + ([self.root / "onnx"] if models else [])
+        for sub in subs:
             if sub.is_dir():
                 shutil.rmtree(sub, ignore_errors=True)
-        log.info("feature cache %s cleared (%d entries, %.1f MB)", self.root, before.entries, before.bytes / 1e6)
+        log.info("feature cache %s cleared (%d entries)", self.root, before.entries)
         return before

@@ -346,8 +346,7 @@ class FeatureExtractor:
 
     def _runner_cache_key(self, kind: str, bf16: bool) -> tuple[Any, ...]:
         b = self.backbone
-        onnx_dir = str(self.cache.root / "onnx") if (self.cache and kind == "onnxruntime") else None
-        return (b.name, b.weights_sha256, kind, bf16, torch.get_num_threads(), onnx_dir)
+        return (b.name, b.weights_sha256, kind, bf16, torch.get_num_threads())
 
     def _build(self, kind: str, bf16: bool) -> _Runner:
         if kind == "eager":
