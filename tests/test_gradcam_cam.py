@@ -304,3 +304,17 @@ def test_select_gallery_groups_and_confidence_order():
     g = select_gallery(labels, scores, threshold=0.0, per_group=2)
     assert g == {"TP": [0, 1], "FP": [2], "FN": [7, 4], "TN": [3, 5]}
     assert select_gallery(labels, scores, threshold=1.0, per_group=1) == {"TP": [0], "FP": [2], "FN": [7], "TN": [3]}
+
+
+def test_saved_files_have_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    e = _fake_explanation()
+    grey = np.zeros((64, 64), np.float32)
+    old = os.umask(0o022)
+    try:
+        files = save_explanation(tmp_path, "p", e, grey, np.zeros((64, 64, 3), np.float32))
+    finally:
+        os.umask(old)
+    assert all(stat.S_IMODE(f.stat().st_mode) == 0o644 for f in files)

@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import re
-import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -143,14 +143,14 @@ def mammogram_figure(
 
 
 def _save_atomic(write, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
+    # A hidden temporary name in the same folder (opened by the writer with the
+    # usual umask permissions, unlike mkstemp's 0600), then an atomic rename.
+    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
     try:
-        write(tmp)
+        write(str(tmp))
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
 
 
