@@ -135,3 +135,14 @@ def test_explain_prediction_of_a_fitted_cadx_writes_figures(tmp_path):
     assert meta["sample_id"] == held.sample_id and meta["label"] in ("benign", "malignant")
     # the explanation's score (fp32 CNN) agrees with the prediction's (extractor fast path)
     assert meta["score"] == pytest.approx(meta["prediction_score"], abs=0.05 * max(1.0, abs(meta["prediction_score"])))
+    # records-level helpers used by the evaluation report
+    from mammocadx.explain.api import deletion_for_records
+    from mammocadx.explain.gallery import write_gallery
+
+    res = deletion_for_records(cadx, [held], steps=2, seeds=1, fill="mean")
+    assert res["aggregate"]["n"] == 1 and res["per_image"][0]["label"] == held.label_name
+    assert res["protocol"]["pseudocolor"] == "sine" and res["skipped"] == []
+    entries = write_gallery(cadx, records[-3:], tmp_path / "gallery", per_group=1)
+    assert 1 <= len(entries) <= 3 and {e["group"] for e in entries} <= {"TP", "FP", "FN", "TN"}
+    for e in entries:
+        assert all(f.exists() and f.name.startswith(e["group"] + "_") for f in e["files"])
