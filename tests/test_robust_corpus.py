@@ -277,3 +277,16 @@ def test_mias_info_rows_that_must_be_refused(row):
     kind, exc = guarded(mias.parse_info, text, expected=DatasetError, timeout=10)
     assert kind == "refused", f"{row!r} was accepted"
     assert "line 2" in exc.reason
+
+
+def test_dicom_with_empty_pixel_data_is_refused(tmp_path):
+    """Found by fuzzing: an empty Pixel Data element reads back as None."""
+    from conftest_dicom import make_dataset
+
+    ds = make_dataset(np.zeros((4, 4), np.uint8))
+    ds.PixelData = b""
+    p = tmp_path / "empty_pixels.dcm"
+    ds.save_as(p, enforce_file_format=True)
+    kind, exc = guarded(read_image, p)
+    assert kind == "refused" and isinstance(exc, DicomError)
+    assert "pixel data" in exc.reason.lower()

@@ -436,7 +436,7 @@ def read_dicom(
             expected = int(get_expected_length(ds))
         except Exception as exc:  # inconsistent group 0028 values
             raise DicomError(f"inconsistent image attributes ({exc})", path) from exc
-        actual = len(ds.PixelData)
+        actual = len(ds.PixelData or b"")  # an empty element reads as None
         if actual < expected:
             raise DicomError(f"truncated pixel data ({actual} of {expected} bytes)", path)
 
