@@ -30,20 +30,20 @@ def case_name(subset: str, split: str, patient: str, side: str, view: str) -> st
     return f"{'Mass' if subset == 'mass' else 'Calc'}-{'Training' if split == 'train' else 'Test'}_{patient}_{side}_{view}"
 
 
-def build_cbis_tree(root: Path, layout: str = "new") -> Path:
+def build_cbis_tree(root: Path, layout: str = "new", cases: list | None = None, shape: tuple[int, int] = IMAGE_SHAPE) -> Path:
     """Write the tree under ``root/CBIS-DDSM`` and the four CSVs in ``root`` (``layout`` "new" or "old")."""
     tree = root / "CBIS-DDSM"
     rng = np.random.default_rng(7)
     written: set[str] = set()
     rows: dict[tuple[str, str], list[dict[str, str]]] = {}
-    for subset, split, patient, side, view, abn, pathology, mask_layout, (x, y, w, h) in CASES:
+    for subset, split, patient, side, view, abn, pathology, mask_layout, (x, y, w, h) in (cases or CASES):
         case = case_name(subset, split, patient, side, view)
         if case not in written:
-            img = rng.integers(0, 4096, IMAGE_SHAPE).astype(np.uint16)
+            img = rng.integers(0, 4096, shape).astype(np.uint16)
             write_dicom(tree / case / "07-20-2016-DDSM-11111" / "1.000000-full mammogram images-22222" / "1-1.dcm",
                         img, bits_stored=12, PatientID=case, SeriesDescription="full mammogram images")
             written.add(case)
-        mask = np.zeros(IMAGE_SHAPE, np.uint8)
+        mask = np.zeros(shape, np.uint8)
         mask[y:y + h, x:x + w] = 255
         if mask_layout == "small":
             mask = mask[::2, ::2].copy()
@@ -61,7 +61,7 @@ def build_cbis_tree(root: Path, layout: str = "new") -> Path:
                         SeriesDescription="ROI mask images")
         rows.setdefault((subset, split), []).append(_row(subset, case, patient, side, view, abn, pathology, layout))
     subset, split, patient, side, view, abn, pathology = MISSING
-    rows[(subset, split)].append(_row(subset, case_name(subset, split, patient, side, view), patient, side, view,
+    rows.setdefault((subset, split), []).append(_row(subset, case_name(subset, split, patient, side, view), patient, side, view,
                                       abn, pathology, layout))
     for (subset, split), rs in rows.items():
         with (root / f"{subset}_case_description_{split}_set.csv").open("w", newline="") as fh:

@@ -86,3 +86,57 @@ def test_errors(tmp_path: Path) -> None:
         "patient_id,left or right breast,image view,abnormality id,pathology\nP_1,LEFT,CC,1,MALIGNANT\n")
     with pytest.raises(DatasetError, match="no usable"):
         load_cbis_ddsm(tmp_path)
+
+
+def test_registry_and_official_split_as_evaluate_uses_them(cbis: Path) -> None:
+    from mammocadx.datasets import load_dataset
+    from mammocadx.evaluate.splits import official_split
+
+    records = load_dataset("cbis-ddsm", cbis, subset="mass")
+    (sp,) = official_split([r.split for r in records], [r.patient_id for r in records])
+    assert sorted(records[i].sample_id for i in sp.test) == ["Mass-Test_P_00003_LEFT_CC_1"]
+    assert len(sp.train) == 4
+
+
+
+def test_classic_tree_where_csv_paths_exist_and_mask_crop_names_are_swapped(tmp_path: Path) -> None:
+    from conftest_dicom import write_dicom
+
+    case, uid = "Mass-Test_P_00042_RIGHT_MLO", "1.3.6.1.4.1.9590.100.1.2"
+    write_dicom(tmp_path / "CBIS-DDSM" / case / f"{uid}.1" / f"{uid}.2" / "000000.dcm", np.zeros((40, 30), np.uint16))
+    mask = np.zeros((40, 30), np.uint8)
+    mask[10:20, 5:15] = 255
+    roi = tmp_path / "CBIS-DDSM" / f"{case}_1" / f"{uid}.3" / f"{uid}.4"
+    write_dicom(roi / "000000.dcm", mask)                            # the CSV calls this the crop
+    write_dicom(roi / "000001.dcm", np.full((12, 12), 9, np.uint8))  # and this the mask
+    (tmp_path / "mass_case_description_test_set.csv").write_text(
+        "patient_id,breast_density,left or right breast,image view,abnormality id,abnormality type,mass shape,"
+        "mass margins,assessment,pathology,subtlety,image file path,cropped image file path,ROI mask file path\n"
+        f"P_00042,2,RIGHT,MLO,1,mass,ROUND,SPICULATED,5,MALIGNANT,4,{case}/{uid}.1/{uid}.2/000000.dcm,"
+        f"{case}_1/{uid}.3/{uid}.4/000000.dcm,{case}_1/{uid}.3/{uid}.4/000001.dcm\n")
+    (rec,) = load_cbis_ddsm(tmp_path)
+    assert rec.roi.mask_path == roi / "000000.dcm" and rec.extra["crop_path"] == str(roi / "000001.dcm")
+    assert (rec.label, rec.split, rec.laterality, rec.view, rec.extra["breast_density"]) == (1, "test", "R", "MLO", "2")
+
+
+@pytest.mark.slow
+def test_evaluate_official_split_runs_on_a_synthetic_tree(tmp_path: Path) -> None:
+    """``mammocadx evaluate --dataset cbis-ddsm --data DIR --split official`` end to end (needs the features stage)."""
+    import json
+
+    pytest.importorskip("mammocadx.features.extract")
+    from mammocadx.cli import main
+
+    cases = []
+    for i in range(24):
+        pathology = "MALIGNANT" if i % 2 else ("BENIGN" if i % 4 else "BENIGN_WITHOUT_CALLBACK")
+        cases.append(("mass", "train" if i < 16 else "test", f"P_{i:05d}", "LEFT" if i % 3 else "RIGHT",
+                      "CC" if i % 2 else "MLO", 1, pathology, ["same", "separate", "small"][i % 3], (20 + i, 30, 16, 12)))
+    data = build_cbis_tree(tmp_path / "cbis", "new", cases=cases, shape=(128, 96))
+    out = tmp_path / "run"
+    assert main(["-q", "evaluate", "--dataset", "cbis-ddsm", "--data", str(data), "--split", "official",
+                 "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["protocol"]["name"] == "official train/test split"
+    assert (metrics["protocol"]["n_train"], metrics["protocol"]["n_test"]) == (16, 8)
+    assert 0.0 <= metrics["auc"] <= 1.0

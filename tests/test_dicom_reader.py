@@ -209,3 +209,18 @@ def test_signed_pixels_with_rescale(tmp_path: Path) -> None:
     im = read_image(write_dicom(tmp_path / "s.dcm", arr, bits_stored=12, rescale=(1.0, 2048.0)))
     np.testing.assert_allclose(im.pixels, (arr + 2048.0) / 4095.0, atol=1e-6)
     assert im.meta["signed"] is True
+
+
+def test_decoders_for_archive_syntaxes_are_installed() -> None:
+    from pydicom import uid
+    from pydicom.pixels import get_decoder
+
+    for ts in (uid.RLELossless, uid.JPEGLossless, uid.JPEGLosslessSV1, uid.JPEG2000Lossless, uid.JPEG2000,
+               uid.JPEGLSLossless, uid.JPEGLSNearLossless, uid.JPEGBaseline8Bit, uid.JPEGExtended12Bit):
+        assert get_decoder(ts).is_available, f"no decoder plugin for {ts.name}"
+
+
+def test_monochrome1_with_inverse_shape_is_inverted_once(tmp_path: Path) -> None:
+    # PS3.3 C.8.11.6: MONOCHROME1 images carry Presentation LUT Shape INVERSE; both say the same thing.
+    f = write_dicom(tmp_path / "m1i.dcm", RAMP, photometric="MONOCHROME1", bits_stored=12, PresentationLUTShape="INVERSE")
+    np.testing.assert_allclose(read_image(f).pixels, 1.0 - RAMP / 4095.0, atol=1e-6)

@@ -369,6 +369,8 @@ def _row_to_record(
         return None, (sample_id, why)
 
     roi_folder = index.get(sample_id.upper())
+    if roi_folder is None and mask_value:  # the ROI folder as the CSV names it, if it differs
+        roi_folder = index.get(mask_value.strip().strip('"').replace("\\", "/").split("/")[0].upper())
     candidates: list[Path] = _files_in(roi_folder) if roi_folder is not None else []
     for value in (mask_value, crop_value):  # the CSV's own paths, where they exist as written
         p = _resolve_csv_path(data, value) if value else None

@@ -222,7 +222,12 @@ def read_dicom_header(path: str | PathLike[str], force: bool = False, max_pixels
         Empty or corrupt header, multi-frame, colour, unsupported bits, too
         large, wrong modality (unless ``force``).
     """
-    path = Path(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about odd tag values; we check what matters
+        return _read_dicom_header(Path(path), force, max_pixels)
+
+
+def _read_dicom_header(path: Path, force: bool, max_pixels: int) -> Any:
     if not path.is_file():
         raise DicomError("file not found" if not path.exists() else "not a regular file", path)
     if path.stat().st_size == 0:
@@ -260,7 +265,7 @@ def read_dicom_header(path: str | PathLike[str], force: bool = False, max_pixels
     derived = bool(_DERIVED_SERIES.search(_text(ds, "SeriesDescription")))
     if modality not in ACCEPTED_MODALITIES and sop_class not in MAMMOGRAPHY_SOP_CLASSES and not derived and not force:
         raise DicomError(
-            f"modality {modality or 'missing'} is not a mammogram (MG expected); use force=True / --force to read it anyway",
+            f"modality {modality or 'missing'} is not a mammogram (MG expected); force=True (CLI: --force) reads it anyway",
             path,
         )
     return ds
@@ -401,10 +406,15 @@ def read_dicom(
         (without ``force``), too large, no or truncated pixel data, a
         compressed syntax that cannot be decoded.
     """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about odd tag values; we check what matters
+        return _read_dicom(Path(path), apply_voi, force, max_pixels)
+
+
+def _read_dicom(path: Path, apply_voi: bool, force: bool, max_pixels: int) -> ImageData:
     from pydicom.pixels import apply_modality_lut
 
-    path = Path(path)
-    header = read_dicom_header(path, force=force, max_pixels=max_pixels)
+    header = _read_dicom_header(path, force, max_pixels)
     rows, cols = int(header.Rows), int(header.Columns)
     bits_alloc = int(header.BitsAllocated)
     # The raw bytes can't exceed the uncompressed size by much; a bigger file is not one image.
