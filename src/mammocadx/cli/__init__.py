@@ -28,7 +28,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "evaluate",
     "predict",
     "inspect",
+    "segment",
     "cache",
+    "serve",
 )
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
