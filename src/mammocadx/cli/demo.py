@@ -39,7 +39,7 @@ def run_demo(args: argparse.Namespace) -> int:
     ev = evaluate(cadx, records, folds=5, repeats=args.repeats, seed=args.seed, dataset="synthetic")
     run_dir = write_run(ev, out / "evaluation", command=command_line(), title="synthetic cohort — paper mode")
     print(ev.result.text())
-    cadx.fit_features(ev.features)
+    cadx.fit_features(ev.features, seed=args.seed)
     cadx.card["training_data"]["dataset"] = "synthetic"
     model_dir = cadx.save(out / "model")
     case = next(r for r in records if r.label == 1)
