@@ -101,8 +101,10 @@ def test_cache_reuses_recomputes_corrupt_and_keys_on_params(tmp_path, rois, eage
     # second run: served from disk, the network is never called
     runner = ext._get_runner()
     monkeypatch.setattr(type(runner), "__call__", lambda self, x: pytest.fail("network ran on a cache hit"))
-    again = fx.FeatureExtractor(cache_dir=tmp_path, progress=False).transform(rois, key_params={"pseudocolor": "sine"})
+    fresh = fx.FeatureExtractor(cache_dir=tmp_path, progress=False)
+    again = fresh.transform(rois, key_params={"pseudocolor": "sine"})
     np.testing.assert_array_equal(again, first)
+    assert fresh._backbone is None and fresh._runner is None  # a full hit never builds the CNN
     monkeypatch.undo()
     # other preprocessing parameters -> other keys
     fx.FeatureExtractor(cache_dir=tmp_path, progress=False).transform(rois[:1], key_params={"pseudocolor": "grey"})

@@ -36,7 +36,7 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from mammocadx import __version__
-from mammocadx.features.backbones import DEFAULT_BACKBONE, Backbone, load_backbone
+from mammocadx.features.backbones import DEFAULT_BACKBONE, Backbone, BackboneSpec, backbone_spec, load_backbone
 from mammocadx.features.cache import FeatureCache, array_digest, atomic_write_bytes, context_digest, entry_key
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ class _TorchRunner(_Runner):
 
     def __init__(self, backbone: Backbone, bf16: bool):
         self.bf16 = bf16
-        self.id = f"torch-cl-{'bf16' if bf16 else 'fp32'}"
+        self.id = _runner_id("torch", bf16)
         model = copy.deepcopy(backbone.model).eval()
         folded = fold_batchnorm(model)
         log.debug("%s: folded %d BN layers", backbone.name, folded)
@@ -190,7 +190,7 @@ class _OrtRunner(_Runner):
     def __init__(self, backbone: Backbone, onnx_dir: Path | None, threads: int):
         import onnxruntime as ort
 
-        self.id = f"onnxruntime{ort.__version__}-fp32"
+        self.id = _runner_id("onnxruntime", False)
         data = self._model_bytes(backbone, onnx_dir)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = max(1, threads)
@@ -233,6 +233,24 @@ class _OrtRunner(_Runner):
 _RUNNERS: dict[tuple[Any, ...], _Runner] = {}
 _VERIFIED: dict[tuple[Any, ...], bool] = {}
 _RLOCK = threading.Lock()
+
+
+def _version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "absent"
+
+
+def _runner_id(kind: str, bf16: bool) -> str:
+    """Name of an engine/precision, used in cache keys (known before the engine is built)."""
+    if kind == "eager":
+        return "torch-eager-fp32"
+    if kind == "onnxruntime":
+        return f"onnxruntime{_version('onnxruntime')}-fp32"
+    return f"torch-cl-{'bf16' if bf16 else 'fp32'}"
 
 
 def clear_runner_cache() -> None:
@@ -306,6 +324,7 @@ class FeatureExtractor:
         self._plan = _plan(precision, engine)
         self.cache: FeatureCache | None = None if cache_dir is False else FeatureCache(cache_dir)
         self._backbone: Backbone | None = None
+        self._spec: BackboneSpec | None = None
         self._runner: _Runner | None = None
         self._runner_key: tuple[Any, ...] | None = None
 
@@ -318,34 +337,47 @@ class FeatureExtractor:
         return self._backbone
 
     @property
+    def spec(self) -> BackboneSpec:
+        """Input size, normalisation and weights hash, without building the network (packaged backbones)."""
+        if self._spec is None:
+            self._spec = self._backbone or backbone_spec(self.backbone_name, self.weights)
+        return self._spec
+
+    @property
     def input_size(self) -> int:
         """Side of the square RGB input."""
-        return self.backbone.input_size
+        return self.spec.input_size
 
     @property
     def feature_dim(self) -> int:
         """Length of one feature vector."""
-        return self.backbone.feature_dim
+        return self.spec.feature_dim
 
     @property
     def weights_sha256(self) -> str:
         """SHA-256 of the weight file in use."""
-        return self.backbone.weights_sha256
+        return self.spec.weights_sha256
 
     @property
     def runner_id(self) -> str:
-        """The engine/precision that computes (or will compute) the features, e.g. ``onnxruntime1.32.0-fp32``."""
-        return self._get_runner().id
+        """The engine/precision that computes (or will compute) the features, e.g. ``onnxruntime1.32.0-fp32``.
+
+        Before the first computation this is the planned engine; an engine that
+        fails to build or disagrees with eager fp32 is replaced by the next one.
+        """
+        if self._runner is not None:
+            return self._runner.id
+        return _runner_id(*self._plan[0])
 
     def describe(self) -> dict[str, Any]:
         """JSON-friendly record of how features are made (for run records and model cards)."""
-        out = dict(self.backbone.describe())
+        out = dict(self.spec.describe())
         out.update(precision=self.precision, engine=self.engine, runner=self.runner_id, batch_size=self.batch_size,
                    cache=str(self.cache.root) if self.cache else None)
         return out
 
     def _runner_cache_key(self, kind: str, bf16: bool) -> tuple[Any, ...]:
-        b = self.backbone
+        b = self.spec
         return (b.name, b.weights_sha256, kind, bf16, torch.get_num_threads())
 
     def _build(self, kind: str, bf16: bool) -> _Runner:
@@ -397,14 +429,12 @@ class FeatureExtractor:
 
     # -- public API -----------------------------------------------------------------
     def _context(self, key_params: Mapping[str, Any] | None) -> str:
-        import timm
-
-        b = self.backbone
+        b = self.spec
         return context_digest({
             "backbone": b.name, "weights_sha256": b.weights_sha256, "input_size": b.input_size,
             "mean": b.mean, "std": b.std, "interpolation": b.interpolation, "runner": self.runner_id,
             "pool": "avg", "params": dict(key_params or {}),
-            "versions": {"torch": torch.__version__, "timm": timm.__version__, "mammocadx": __version__},
+            "versions": {"torch": torch.__version__, "timm": _version("timm"), "mammocadx": __version__},
         })
 
     def transform(self, rgb: np.ndarray, key_params: Mapping[str, Any] | None = None) -> np.ndarray:
@@ -437,18 +467,27 @@ class FeatureExtractor:
 
         todo = np.arange(n)
         keys: list[str] = []
+        digests: list[str] = []
         bar = tqdm(total=n, desc=f"features ({self.backbone_name})", unit="ROI", disable=not self.progress,
                    leave=False)
         try:
             if self.cache is not None:
-                ctx = self._context(key_params)
-                keys = [entry_key(array_digest(rgb[i]), ctx) for i in range(n)]
+                digests = [array_digest(rgb[i]) for i in range(n)]
                 hit = np.zeros(n, dtype=bool)
-                for i, k in enumerate(keys):
-                    vec = self.cache.get(k, self.feature_dim)
-                    if vec is not None:
-                        out[i] = vec
-                        hit[i] = True
+                for attempt in range(2):
+                    # first with the planned engine's key; if another engine gets built, with its key
+                    ctx = self._context(key_params)
+                    keys = [entry_key(d, ctx) for d in digests]
+                    for i in np.flatnonzero(~hit):
+                        vec = self.cache.get(keys[i], self.feature_dim)
+                        if vec is not None:
+                            out[i] = vec
+                            hit[i] = True
+                    if hit.all() or attempt == 1:
+                        break
+                    planned = self.runner_id
+                    if self._get_runner().id == planned:
+                        break
                 todo = np.flatnonzero(~hit)
                 bar.update(int(hit.sum()))
                 if hit.any():
@@ -456,12 +495,12 @@ class FeatureExtractor:
             for start in range(0, len(todo), self.batch_size):
                 idx = todo[start:start + self.batch_size]
                 runner_before = self._runner
-                feats = self._verified_run(self.backbone.preprocess(rgb[idx]))
+                feats = self._verified_run(self.spec.preprocess(rgb[idx]))
                 out[idx] = feats
                 if self.cache is not None:
                     if self._runner is not runner_before and runner_before is not None:
                         ctx = self._context(key_params)  # fell back to another engine: new keys
-                        keys = [entry_key(array_digest(rgb[i]), ctx) for i in range(n)]
+                        keys = [entry_key(d, ctx) for d in digests]
                     for j, i in enumerate(idx):
                         self.cache.put(keys[i], feats[j])
                 bar.update(len(idx))
