@@ -280,7 +280,7 @@ def lukemelas_to_timm(sd: Mapping[str, torch.Tensor], model: torch.nn.Module) ->
 
 
 def _looks_lukemelas(sd: Mapping[str, torch.Tensor]) -> bool:
-    return any(k.startswith("_blocks.") or k.startswith("_conv_stem.") for k in sd)
+    return any(k.startswith(("_blocks.", "_conv_stem.")) for k in sd)
 
 
 def _strict_load(model: torch.nn.Module, sd: Mapping[str, torch.Tensor], path: Path | None, name: str) -> None:

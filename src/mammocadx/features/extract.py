@@ -36,8 +36,20 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from mammocadx import __version__
-from mammocadx.features.backbones import DEFAULT_BACKBONE, Backbone, BackboneSpec, backbone_spec, load_backbone
-from mammocadx.features.cache import FeatureCache, array_digest, atomic_write_bytes, context_digest, entry_key
+from mammocadx.features.backbones import (
+    DEFAULT_BACKBONE,
+    Backbone,
+    BackboneSpec,
+    backbone_spec,
+    load_backbone,
+)
+from mammocadx.features.cache import (
+    FeatureCache,
+    array_digest,
+    atomic_write_bytes,
+    context_digest,
+    entry_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -547,7 +559,7 @@ class Pseudocolor(TransformerMixin, BaseEstimator):
     def __init__(self, mode: str = "sine"):
         self.mode = mode
 
-    def fit(self, X: np.ndarray, y: Any = None) -> "Pseudocolor":
+    def fit(self, X: np.ndarray, y: Any = None) -> Pseudocolor:
         """Nothing to learn; returns self."""
         return self
 
@@ -598,7 +610,7 @@ class DeepFeatures(TransformerMixin, BaseEstimator):
         state.pop("_ext_params", None)
         return state
 
-    def fit(self, X: np.ndarray, y: Any = None) -> "DeepFeatures":
+    def fit(self, X: np.ndarray, y: Any = None) -> DeepFeatures:
         """Nothing to learn (frozen ImageNet network); returns self."""
         return self
 
