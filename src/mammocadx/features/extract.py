@@ -203,23 +203,30 @@ class _OrtRunner(_Runner):
         import onnxruntime as ort
 
         self.id = _runner_id("onnxruntime", False)
-        data = self._model_bytes(backbone, onnx_dir)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = max(1, threads)
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
-        self.session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+        data = self._model_bytes(backbone, onnx_dir)
+        try:
+            self.session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ORT's own exception classes (Fail, InvalidProtobuf ...) share no public base
+            if onnx_dir is None:
+                raise RuntimeError(f"ONNX Runtime cannot load the exported {backbone.name}: {exc}") from exc
+            log.warning("cached ONNX export of %s is unusable (%s): exporting again", backbone.name, exc)
+            data = self._model_bytes(backbone, onnx_dir, fresh=True)
+            self.session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
 
     @staticmethod
-    def _model_bytes(backbone: Backbone, onnx_dir: Path | None) -> bytes:
+    def _model_bytes(backbone: Backbone, onnx_dir: Path | None, fresh: bool = False) -> bytes:
         import timm
 
         tag = f"{backbone.name}-{backbone.weights_sha256[:16]}-{backbone.input_size}-torch{torch.__version__}-timm{timm.__version__}"
         tag = "".join(c if c.isalnum() or c in "-._" else "_" for c in tag)
         path = onnx_dir / f"{tag}.onnx" if onnx_dir is not None else None
-        if path is not None and path.is_file():
+        if path is not None and path.is_file() and not fresh:
             return path.read_bytes()
         s = backbone.input_size
         buf = io.BytesIO()
