@@ -17,6 +17,7 @@ PROVENANCE.md):
 from __future__ import annotations
 
 import logging
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,7 +89,7 @@ def parse_info(text: str, source: Path | None = None) -> list[InfoRow]:
                     x, y, radius = (float(v) for v in coords[:3])
                 except ValueError as exc:
                     raise DatasetError(f"{where}: X Y RADIUS must be numbers", source) from exc
-                if not (0 <= x <= MIAS_SIZE and 0 <= y <= MIAS_SIZE) or radius <= 0:
+                if not (0 <= x <= MIAS_SIZE and 0 <= y <= MIAS_SIZE) or not 0 < radius < math.inf:
                     raise DatasetError(f"{where}: coordinates outside the 1024x1024 film", source)
         rows.append(InfoRow(ref, tissue, klass, severity, x, y, radius, line_no))
     if not rows:

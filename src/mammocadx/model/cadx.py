@@ -11,25 +11,22 @@ fitted on training data only.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
-import platform
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mammocadx import __version__
 from mammocadx.datasets.records import LABEL_NAMES, LesionRecord, Roi
 from mammocadx.errors import MammocadxError, ModelError
 from mammocadx.io.images import ImageData, read_image, to_uint8
 from mammocadx.model.pipeline import HeadConfig, make_paper_head
 from mammocadx.preprocess.pseudocolor import pseudocolor
-from mammocadx.preprocess.roi import RoiConfig, crop_square, extract_roi, load_mask, roi_square
+from mammocadx.preprocess.roi import RoiConfig, extract_roi, load_mask, roi_square
+from mammocadx.utils.determinism import fingerprint_records
 
 log = logging.getLogger(__name__)
 
@@ -370,9 +367,6 @@ class CADx:
 
     # ----------------------------------------------------------------- card & files
     def _card(self, fs: FeatureSet) -> dict[str, Any]:
-        import sklearn
-        import torch
-
         ext = self.extractor
         head_info: dict[str, Any] = {}
         steps = getattr(self.head_, "named_steps", {})
@@ -382,17 +376,20 @@ class CADx:
             head_info["svc_gamma"] = float(steps["svc"]._gamma)
         return {
             "name": f"mammocadx-{self.config.mode}",
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "mammocadx_version": __version__,
-            "versions": {"python": platform.python_version(), "numpy": np.__version__,
-                         "scikit-learn": sklearn.__version__, "torch": torch.__version__},
+            "mode": self.config.mode,
             "config": self.config.to_dict(),
             "backbone": {"name": self.config.backbone, "weights_sha256": getattr(ext, "weights_sha256", None),
-                         "input_size": int(ext.input_size), "feature_dim": int(fs.X.shape[1])},
+                         "input_size": int(ext.input_size), "feature_dim": int(fs.X.shape[1]),
+                         "precision": self.config.precision},
+            "preprocessing": {"pseudocolor": self.config.pseudocolor, "roi_context": self.config.context,
+                              "roi_size": int(ext.input_size), "segmentation": self.config.segment,
+                              "clahe": self.config.clahe, "window": "8-bit, before pseudocolour"},
             "head": head_info,
             "threshold": self.threshold,
             "training_data": {"n_lesions": len(fs.records), "n_malignant": int(fs.y.sum()),
-                              "n_patients": len(set(fs.groups)), "fingerprint": fingerprint(fs.records)},
+                              "n_patients": len(set(fs.groups)), "seed": None,
+                              "fingerprint": fingerprint_records(fs.records),
+                              "fingerprint_method": "sha256 of image and mask bytes, ids, labels, ROIs"},
             "intended_use": INTENDED_USE,
             "limitations": LIMITATIONS,
             "metrics": None,
@@ -421,10 +418,3 @@ class CADx:
                 f"here has {cadx.extractor.weights_sha256[:12]}...", path)
         return cadx
 
-
-def fingerprint(records: Sequence[LesionRecord]) -> str:
-    """Stable SHA-256 of the training set's identity (sample ids, labels, patients, image names)."""
-    h = hashlib.sha256()
-    for r in sorted(records, key=lambda r: r.sample_id):
-        h.update(f"{r.sample_id}|{r.label}|{r.patient_id}|{Path(r.image_path).name}\n".encode())
-    return h.hexdigest()
