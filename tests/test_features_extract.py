@@ -84,8 +84,9 @@ def test_bf16_without_native_support_falls_back_to_fp32(monkeypatch, caplog):
     assert ("torch", True) not in plan and plan[0] == ("torch", False)
     assert "no native bf16" in caplog.text
     monkeypatch.setattr(fx, "cpu_has_native_bf16", lambda: True)
-    assert fx._plan("auto", "auto")[0] == ("torch", True)
-    assert fx._plan("fp32", "auto")[0] != ("torch", True)
+    assert fx._plan("bf16", "auto")[0] == ("torch", True)
+    # auto and fp32 never pick bf16 (not within cosine 0.999 of fp32 on real ROIs)
+    assert all(not bf16 for _, bf16 in fx._plan("auto", "auto") + fx._plan("fp32", "torch"))
     with pytest.raises(ValueError):
         fx._plan("fp16", "auto")
 
@@ -249,3 +250,14 @@ def test_corrupt_onnx_export_is_rebuilt(tmp_path, rois, eager, caplog, isolated_
     assert "exporting again" in caplog.text and ext2.runner_id.startswith("onnxruntime")
     assert fx.cosine_rows(feats, eager[1:2]).min() >= fx.MIN_COSINE
     assert onnx_file.stat().st_size > 1_000_000
+
+
+def test_explicit_bf16_is_checked_and_warned_not_replaced(monkeypatch, caplog, rois, eager, isolated_runners):
+    monkeypatch.setattr(fx, "cpu_has_native_bf16", lambda: True)
+    noisy = eager + np.random.default_rng(0).random(eager.shape).astype(np.float32)
+    monkeypatch.setattr(fx._TorchRunner, "__call__", lambda self, x: noisy[: x.shape[0]])
+    ext = fx.FeatureExtractor(precision="bf16", engine="torch", cache_dir=False, progress=False)
+    with caplog.at_level(logging.WARNING, logger="mammocadx.features.extract"):
+        feats = ext.transform(rois)
+    assert ext.runner_id == "torch-cl-bf16" and "bf16 features differ from fp32" in caplog.text
+    np.testing.assert_array_equal(feats, noisy)
