@@ -123,11 +123,29 @@ def metrics_dict(ev: Evaluation, command: str | None = None) -> dict[str, Any]:
     return _clean(out)
 
 
-def write_run(ev: Evaluation, out_dir: str | Path, command: str | None = None, title: str | None = None) -> Path:
-    """Write the run folder for ``ev`` at ``out_dir`` (built under a temporary name, then moved into place)."""
+def write_run(ev: Evaluation, out_dir: str | Path, command: str | None = None, title: str | None = None,
+              gallery_per_group: int = 0, deletion_lesions: int = 0) -> Path:
+    """Write the run folder for ``ev`` at ``out_dir`` (built under a temporary name, then moved into place).
+
+    Parameters
+    ----------
+    gallery_per_group : int
+        Grad-CAM gallery lesions per outcome group (TP/FP/FN/TN), explained by
+        their out-of-fold model; 0 = no gallery.
+    deletion_lesions : int
+        Test lesions whose deletion curves check the heat-maps' faithfulness; 0 = no check.
+    """
     out_dir = Path(out_dir)
     with atomic_directory(out_dir) as tmp:
         metrics = metrics_dict(ev, command)
+        if gallery_per_group or deletion_lesions:
+            from mammocadx.evaluate.explain_run import explain_evaluation
+
+            expl = explain_evaluation(ev, tmp / "gradcam", per_group=gallery_per_group,
+                                      deletion_lesions=deletion_lesions, seed=int(ev.result.protocol.get("seed", 0)))
+            for entry in expl["gallery"]:
+                entry["files"] = [str(Path(f).relative_to(tmp)) for f in entry["files"]]
+            metrics["gradcam"] = _clean(expl)
         atomic_write_json(tmp / "metrics.json", metrics)
         _write_predictions(ev, tmp / "predictions.csv")
         if ev.features.skipped:
