@@ -35,7 +35,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
-def mias_rois(size: int, limit: int | None) -> tuple[np.ndarray, str] | None:
+def mias_rois(size: int, limit: int | None) -> tuple[np.ndarray, str, list] | None:
     from mammocadx.datasets import load_dataset
     from mammocadx.io.images import read_image, to_uint8
     from mammocadx.preprocess.pseudocolor import pseudocolor
@@ -54,10 +54,10 @@ def mias_rois(size: int, limit: int | None) -> tuple[np.ndarray, str] | None:
             cache[r.image_path] = read_image(r.image_path).pixels
         greys.append(extract_roi(cache[r.image_path], r.roi, cfg))
     rgb = pseudocolor(to_uint8(np.stack(greys)), "sine")
-    return rgb.astype(np.float32), f"mini-MIAS lesions ({len(records)}, sine pseudocolour, context 1.5)"
+    return rgb.astype(np.float32), f"mini-MIAS lesions ({len(records)}, sine pseudocolour, context 1.5)", records
 
 
-def synthetic_rois(n: int, size: int) -> tuple[np.ndarray, str]:
+def synthetic_rois(n: int, size: int) -> tuple[np.ndarray, str, list]:
     import cv2
 
     rng = np.random.default_rng(0)
@@ -65,7 +65,7 @@ def synthetic_rois(n: int, size: int) -> tuple[np.ndarray, str]:
     for i in range(n):
         small = rng.random((size // 8, size // 8, 3), dtype=np.float32)
         out[i] = np.clip(cv2.resize(small, (size, size), interpolation=cv2.INTER_CUBIC), 0, 1)
-    return out, f"synthetic random-texture ROIs ({n})"
+    return out, f"synthetic random-texture ROIs ({n})", []
 
 
 def main() -> int:
@@ -83,13 +83,17 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     from mammocadx.features.backbones import load_backbone
-    from mammocadx.features.extract import FeatureExtractor, cosine_rows, cpu_has_native_bf16
+    from mammocadx.features.extract import (
+        FeatureExtractor,
+        cosine_rows,
+        cpu_has_native_bf16,
+    )
 
     t0 = time.perf_counter()
     b = load_backbone(args.backbone)
     t_load = time.perf_counter() - t0
     got = None if args.synthetic else mias_rois(b.input_size, args.limit)
-    rgb, what = got if got is not None else synthetic_rois(args.synthetic or 119, b.input_size)
+    rgb, what, records = got if got is not None else synthetic_rois(args.synthetic or 119, b.input_size)
     n = len(rgb)
     print(f"ROIs: {what}, {b.input_size} px; backbone {b.name} ({b.feature_dim}-d, weights {b.weights_sha256[:12]}); "
           f"torch {torch.__version__}, {args.threads} threads; native bf16: {cpu_has_native_bf16()}")
@@ -134,12 +138,25 @@ def main() -> int:
         assert np.array_equal(cold, warm)
     print(f"cache: cold {t_cold:.2f} s ({n / t_cold:.1f} img/s), cached re-run {t_warm:.3f} s "
           f"({n / t_warm:.0f} img/s): {t_cold / t_warm:.0f}x faster; {info.entries} entries, {info.bytes / 1e6:.1f} MB")
+    aucs = None
+    if records:
+        # Same evaluation on both feature sets: paper head, patient-grouped stratified 5-fold x 5 repeats.
+        from mammocadx.evaluate.crossval import run_splits
+        from mammocadx.evaluate.splits import grouped_kfold
+        from mammocadx.model.pipeline import HeadConfig, make_paper_head
+
+        y = np.array([r.label for r in records])
+        groups = np.array([r.patient_id for r in records])
+        splits = grouped_kfold(y, groups, folds=5, repeats=5, seed=0)
+        aucs = [run_splits(X, y, groups, splits, lambda k, d: make_paper_head(HeadConfig(), k, d)).summary()["auc"]["mean"]
+                for X in (fa, fb)]
+        print(f"paper-mode AUC (5x5 grouped CV)  : eager fp32 {aucs[0]:.4f}  vs  fast path {aucs[1]:.4f}")
     if args.json:
         args.json.write_text(json.dumps({
             "rois": what, "n": n, "input_size": b.input_size, "threads": args.threads, "runner": fast.runner_id,
             "eager_fp32_b16_img_s": ips_a, "fast_img_s": ips_b, "ratio": ips_b / ips_a,
             "cosine_min": float(cos.min()), "cosine_mean": float(cos.mean()), "peak_rss_mb": rss_b,
-            "setup_s": t_setup, "cache_cold_s": t_cold, "cache_warm_s": t_warm,
+            "setup_s": t_setup, "cache_cold_s": t_cold, "cache_warm_s": t_warm, "auc_eager_fast": aucs,
         }, indent=2))
     return 0
 

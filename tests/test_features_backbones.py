@@ -44,14 +44,19 @@ def test_lite0_weights_are_the_real_imagenet_ones():
     assert int(probs.argmax()) in CAT_CLASSES
     assert float(probs[list(CAT_CLASSES)].sum()) > 0.8
     assert bb.load_backbone() is b  # cached per process
+    spec = bb.backbone_spec()  # the light description agrees with the built network
+    assert (spec.input_size, spec.mean, spec.std, spec.interpolation, spec.feature_dim, spec.weights_sha256) == (
+        b.input_size, b.mean, b.std, b.interpolation, b.feature_dim, b.weights_sha256)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name,size", [("tf_efficientnet_lite1", 240), ("tf_efficientnet_lite2", 260)])
 def test_lite12_packaged_weights_native_size(name, size):
     pytest.importorskip(bb.PACKAGED[name].module)
+    spec = bb.backbone_spec(name)
     b = bb.load_backbone(name)
-    assert (b.input_size, b.feature_dim) == (size, 1280)
+    assert (b.input_size, b.feature_dim) == (size, 1280) == (spec.input_size, spec.feature_dim)
+    assert (spec.mean, spec.std, spec.interpolation) == (b.mean, b.std, b.interpolation)
     with torch.inference_mode():
         assert int(b.model(b.preprocess(_chelsea(size))).argmax()) in CAT_CLASSES
 

@@ -27,6 +27,17 @@ def _rois(n: int, size: int = 224, seed: int = 0) -> np.ndarray:
     return out
 
 
+@pytest.fixture
+def isolated_runners():
+    """Let a test start without built engines, then give the others theirs back (no re-export)."""
+    saved = dict(fx._RUNNERS), dict(fx._VERIFIED)
+    fx.clear_runner_cache()
+    yield
+    fx.clear_runner_cache()
+    fx._RUNNERS.update(saved[0])
+    fx._VERIFIED.update(saved[1])
+
+
 @pytest.fixture(scope="module")
 def rois() -> np.ndarray:
     return _rois(4)
@@ -73,25 +84,22 @@ def test_bf16_without_native_support_falls_back_to_fp32(monkeypatch, caplog):
     assert ("torch", True) not in plan and plan[0] == ("torch", False)
     assert "no native bf16" in caplog.text
     monkeypatch.setattr(fx, "cpu_has_native_bf16", lambda: True)
-    assert fx._plan("auto", "auto")[0] == ("torch", True)
-    assert fx._plan("fp32", "auto")[0] != ("torch", True)
+    assert fx._plan("bf16", "auto")[0] == ("torch", True)
+    # auto and fp32 never pick bf16 (not within cosine 0.999 of fp32 on real ROIs)
+    assert all(not bf16 for _, bf16 in fx._plan("auto", "auto") + fx._plan("fp32", "torch"))
     with pytest.raises(ValueError):
         fx._plan("fp16", "auto")
 
 
-def test_auto_mode_drops_a_disagreeing_engine(monkeypatch, caplog, rois, eager):
-    fx.clear_runner_cache()
+def test_auto_mode_drops_a_disagreeing_engine(monkeypatch, caplog, rois, eager, isolated_runners):
     monkeypatch.setattr(fx._TorchRunner, "__call__", lambda self, x: np.random.default_rng(1).random(
         (x.shape[0], 1280)).astype(np.float32))
-    try:
-        ext = fx.FeatureExtractor(engine="torch", cache_dir=False, progress=False)
-        with caplog.at_level(logging.WARNING, logger="mammocadx.features.extract"):
-            feats = ext.transform(rois)
-        assert "disagrees with eager fp32" in caplog.text
-        assert ext.runner_id == "torch-eager-fp32"
-        np.testing.assert_allclose(feats, eager, rtol=1e-5, atol=1e-5)
-    finally:
-        fx.clear_runner_cache()
+    ext = fx.FeatureExtractor(engine="torch", cache_dir=False, progress=False)
+    with caplog.at_level(logging.WARNING, logger="mammocadx.features.extract"):
+        feats = ext.transform(rois)
+    assert "disagrees with eager fp32" in caplog.text
+    assert ext.runner_id == "torch-eager-fp32"
+    np.testing.assert_allclose(feats, eager, rtol=1e-5, atol=1e-5)
 
 
 def test_cache_reuses_recomputes_corrupt_and_keys_on_params(tmp_path, rois, eager, monkeypatch, caplog):
@@ -101,8 +109,10 @@ def test_cache_reuses_recomputes_corrupt_and_keys_on_params(tmp_path, rois, eage
     # second run: served from disk, the network is never called
     runner = ext._get_runner()
     monkeypatch.setattr(type(runner), "__call__", lambda self, x: pytest.fail("network ran on a cache hit"))
-    again = fx.FeatureExtractor(cache_dir=tmp_path, progress=False).transform(rois, key_params={"pseudocolor": "sine"})
+    fresh = fx.FeatureExtractor(cache_dir=tmp_path, progress=False)
+    again = fresh.transform(rois, key_params={"pseudocolor": "sine"})
     np.testing.assert_array_equal(again, first)
+    assert fresh._backbone is None and fresh._runner is None  # a full hit never builds the CNN
     monkeypatch.undo()
     # other preprocessing parameters -> other keys
     fx.FeatureExtractor(cache_dir=tmp_path, progress=False).transform(rois[:1], key_params={"pseudocolor": "grey"})
@@ -223,3 +233,31 @@ def test_cli_cache_info_and_clear(tmp_path, capsys):
     assert c.info().entries == 0 and (tmp_path / "onnx" / "net.onnx").exists()  # exports kept
     assert main(["cache", "clear", "--all", "--dir", str(tmp_path)]) == 0
     assert not (tmp_path / "onnx").exists()
+
+
+@pytest.mark.slow
+def test_corrupt_onnx_export_is_rebuilt(tmp_path, rois, eager, caplog, isolated_runners):
+    if not fx.onnxruntime_available():
+        pytest.skip("onnxruntime not installed")
+    ext = fx.FeatureExtractor(engine="onnxruntime", precision="fp32", cache_dir=tmp_path, progress=False)
+    ext.transform(rois[:1])
+    (onnx_file,) = (tmp_path / "onnx").glob("*.onnx")
+    onnx_file.write_bytes(b"garbage")
+    fx.clear_runner_cache()
+    ext2 = fx.FeatureExtractor(engine="onnxruntime", precision="fp32", cache_dir=tmp_path, progress=False)
+    with caplog.at_level(logging.WARNING, logger="mammocadx.features.extract"):
+        feats = ext2.transform(rois[1:2])
+    assert "exporting again" in caplog.text and ext2.runner_id.startswith("onnxruntime")
+    assert fx.cosine_rows(feats, eager[1:2]).min() >= fx.MIN_COSINE
+    assert onnx_file.stat().st_size > 1_000_000
+
+
+def test_explicit_bf16_is_checked_and_warned_not_replaced(monkeypatch, caplog, rois, eager, isolated_runners):
+    monkeypatch.setattr(fx, "cpu_has_native_bf16", lambda: True)
+    noisy = eager + np.random.default_rng(0).random(eager.shape).astype(np.float32)
+    monkeypatch.setattr(fx._TorchRunner, "__call__", lambda self, x: noisy[: x.shape[0]])
+    ext = fx.FeatureExtractor(precision="bf16", engine="torch", cache_dir=False, progress=False)
+    with caplog.at_level(logging.WARNING, logger="mammocadx.features.extract"):
+        feats = ext.transform(rois)
+    assert ext.runner_id == "torch-cl-bf16" and "bf16 features differ from fp32" in caplog.text
+    np.testing.assert_array_equal(feats, noisy)

