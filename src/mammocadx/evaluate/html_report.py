@@ -95,7 +95,7 @@ def _selection_text(mode: Mapping[str, Any]) -> str:
     thr = [f.get("threshold") for f in folds if f.get("threshold") is not None]
     out = []
     if counts:
-        out.append(f"PCA components per fold (chosen on training folds only): {', '.join(str(c) for c in counts)}")
+        out.append(f"PCA components used per fold (capped or searched on the training folds only): {', '.join(str(c) for c in counts)}")
     if thr and any(abs(float(t)) > 0 for t in thr):
         out.append("thresholds per fold (training folds only): " + ", ".join(_num(t) for t in thr))
     return "<p class='muted'>" + "<br>".join(html.escape(o) for o in out) + "</p>" if out else ""
