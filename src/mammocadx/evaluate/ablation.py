@@ -207,7 +207,7 @@ def write_ablation(rows: Sequence[dict[str, Any]], out_dir: str | Path) -> dict[
             w.writerow([vals.get(c) for c in cols])
     paths["md"].write_text(ablation_markdown(rows), encoding="utf-8")
     plot_forest([{**r, "label": f"{r['factor']}: {r['setting']}"} for r in rows], paths["png"],
-                title="Ablation: AUC (mean over repeats) with 95 % patient-bootstrap CI")
+                title="Ablation: AUC (mean over repeats), 95 % CI")
     return paths
 
 
