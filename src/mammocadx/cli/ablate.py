@@ -51,6 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_dataset_options(c)
     c.add_argument("--modes", default="paper,best", help="comma-separated modes (default: paper,best)")
     _protocol_options(c)
+    c.add_argument("--gallery", type=int, default=0, metavar="N",
+                   help="Grad-CAM gallery: N lesions per outcome (TP/FP/FN/TN) per mode, from out-of-fold models (default: 0)")
     c.add_argument("--out", required=True, metavar="DIR", help="output folder")
     c.set_defaults(func=run_compare)
 
@@ -87,7 +89,8 @@ def run_compare(args: argparse.Namespace) -> int:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     records = load_dataset(args.dataset, args.data, **dataset_options(args))
     res = compare_modes(records, modes, args.out, args.dataset, folds=args.folds, repeats=args.repeats,
-                        seed=args.seed, n_boot=args.n_boot, command=command_line())
+                        seed=args.seed, n_boot=args.n_boot, command=command_line(),
+                        gallery_per_group=args.gallery)
     for name, m in res["modes"].items():
         auc = m["summary"]["auc"]
         lo, hi = m["ci"]["auc"]

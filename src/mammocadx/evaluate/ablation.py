@@ -238,11 +238,13 @@ def compare_modes(
     ablation: Sequence[dict[str, Any]] | None = None,
     gradcam: Sequence[tuple[str | Path, str]] | None = None,
     overrides: dict[str, Any] | None = None,
+    gallery_per_group: int = 0,
 ) -> dict[str, Any]:
     """Evaluate each mode on the same folds; write ``out_dir/<mode>/`` run folders and ``out_dir/report.html``.
 
     Returns the ``results`` dict given to :func:`~mammocadx.evaluate.html_report.write_html_report`
-    (also saved as ``out_dir/results.json``).
+    (also saved as ``out_dir/results.json``). ``gallery_per_group`` > 0 adds each mode's
+    Grad-CAM gallery (TP/FP/FN/TN lesions, out-of-fold models) to the report.
     """
     from mammocadx.evaluate.figures import fold_curves, plot_mean_rocs
     from mammocadx.evaluate.html_report import write_html_report
@@ -263,8 +265,16 @@ def compare_modes(
             features[key] = cadx.featurize(records)
         ev = evaluate(cadx, records, protocol="kfold", folds=folds, repeats=repeats, seed=seed, dataset=dataset,
                       features=features[key])
-        run_dir = write_run(ev, out / mode, command=command)
+        run_dir = write_run(ev, out / mode, command=command, gallery_per_group=gallery_per_group)
         m = metrics_dict(ev, command)
+        gallery = list(gradcam or [])
+        saved = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8")).get("gradcam") or {}
+        for entry in saved.get("gallery") or []:
+            pngs = [f for f in entry.get("files", []) if str(f).endswith(".png")]
+            if pngs:
+                gallery.append((f"{mode}/{pngs[0]}", f"{mode}: {entry['group']} {entry['sample_id']} "
+                                                     f"({entry['label']}, score {entry['score']:.2f}, fold {entry.get('fold')})"))
+        gradcam = gallery
         y, g = ev.features.y, ev.features.groups
         S, P, idx = cv_arrays(ev.result.predictions, len(y))
         ci = bootstrap_ci(y[idx], S, P, g[idx], n_boot=n_boot, seed=seed)
