@@ -108,3 +108,18 @@ def test_bootstrap_accepts_repeats():
     P = np.stack([p, p])
     ci = bootstrap_ci(y, S, P, g, n_boot=200, seed=0)
     assert set(ci) == {"auc", "accuracy", "sensitivity", "specificity", "precision", "f1"}
+
+
+def test_identical_feature_rows_of_different_lesions_are_not_called_leakage():
+    from mammocadx.evaluate.leakage import FitGuard, forbidden_rows
+    from sklearn.linear_model import LogisticRegression
+
+    X = np.random.default_rng(0).normal(size=(10, 4))
+    X[8] = X[1]  # two lesions with the same features (e.g. both ROIs blanked): row 8 in test, row 1 in train
+    y = np.array([0, 1] * 5)
+    train, test = np.arange(0, 7), np.arange(7, 10)
+    forb = forbidden_rows(X, train, test)
+    assert len(forb) == 2
+    FitGuard(LogisticRegression(), forbidden=forb).fit(X[train], y[train])
+    with pytest.raises(LeakageError):
+        FitGuard(LogisticRegression(), forbidden=forb).fit(X, y)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from sklearn.pipeline import Pipeline
 
-from mammocadx.evaluate.leakage import FitGuard, row_fingerprints
+from mammocadx.evaluate.leakage import FitGuard, forbidden_rows
 from mammocadx.evaluate.metrics import METRICS, binary_metrics, summarize
 from mammocadx.evaluate.splits import Split, check_disjoint
 
@@ -104,7 +104,7 @@ def run_splits(
         # FitGuard refuses a fit that contains any row of this split's test fold
         # (mammocadx.evaluate.leakage); heads whose fit takes ``groups`` get the
         # training patients so their inner folds are patient-grouped too.
-        head = FitGuard(head_factory(len(sp.train), X.shape[1]), forbidden=row_fingerprints(X[sp.test]))
+        head = FitGuard(head_factory(len(sp.train), X.shape[1]), forbidden=forbidden_rows(X, sp.train, sp.test))
         head.fit(X[sp.train], y[sp.train], groups=groups[sp.train])
         thr = float(getattr(head, "threshold_", threshold))
         scores = np.asarray(head.decision_function(X[sp.test]), dtype=float)

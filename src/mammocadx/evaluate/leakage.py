@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
 from mammocadx.errors import LeakageError
+
+log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------- 1. folds
@@ -76,6 +79,19 @@ def row_fingerprints(X: np.ndarray) -> np.ndarray:
     """One short hash per feature row (bytes of the float32 row): identical rows share it."""
     X = np.ascontiguousarray(np.asarray(X, dtype=np.float32))
     return np.array([hashlib.blake2b(row.tobytes(), digest_size=8).hexdigest() for row in X])
+
+
+def forbidden_rows(X: np.ndarray, train: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """Fingerprints a fit on ``train`` must not contain: the test rows' fingerprints, minus any that
+    a training row legitimately shares (identical feature vectors of different lesions, e.g. ROIs
+    blanked out by a segmentation mask); those duplicates are logged, not refused."""
+    fp_test = row_fingerprints(np.asarray(X)[test])
+    fp_train = row_fingerprints(np.asarray(X)[train])
+    dup = np.intersect1d(fp_test, fp_train)
+    if dup.size:
+        log.warning("%d test rows have feature vectors identical to training rows (different lesions, same "
+                    "features: e.g. blank ROIs); the fit guard cannot tell them apart and ignores them", dup.size)
+    return np.setdiff1d(fp_test, fp_train)
 
 
 class FitGuard(ClassifierMixin, BaseEstimator):
