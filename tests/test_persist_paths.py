@@ -46,7 +46,7 @@ def test_altered_names_do_not_collide():
     assert len(safe_name("z" * 300, max_length=40)) == 40
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
 @given(st.text(min_size=0, max_size=400))
 def test_safe_name_fuzz(text):
     name = safe_name(text)

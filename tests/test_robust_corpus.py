@@ -277,3 +277,29 @@ def test_mias_info_rows_that_must_be_refused(row):
     kind, exc = guarded(mias.parse_info, text, expected=DatasetError, timeout=10)
     assert kind == "refused", f"{row!r} was accepted"
     assert "line 2" in exc.reason
+
+
+def test_dicom_with_empty_pixel_data_is_refused(tmp_path):
+    """Found by fuzzing: an empty Pixel Data element reads back as None."""
+    from conftest_dicom import make_dataset
+
+    ds = make_dataset(np.zeros((4, 4), np.uint8))
+    ds.PixelData = b""
+    p = tmp_path / "empty_pixels.dcm"
+    ds.save_as(p, enforce_file_format=True)
+    kind, exc = guarded(read_image, p)
+    assert kind == "refused" and isinstance(exc, DicomError)
+    assert "pixel data" in exc.reason.lower()
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 2)])
+def test_dicom_with_multi_valued_rescale_is_refused(shape, tmp_path):
+    """Found by fuzzing: a slope of "1\\2" broadcast into the pixels (1x1 -> 1x2) or crashed."""
+    from conftest_dicom import make_dataset
+
+    ds = make_dataset(np.arange(shape[0] * shape[1], dtype=np.uint16).reshape(shape), rescale=(1.0, 0.0))
+    ds.RescaleSlope = [1, 2]
+    p = tmp_path / "multi_slope.dcm"
+    ds.save_as(p, enforce_file_format=True)
+    kind, exc = guarded(read_image, p)
+    assert kind == "refused" and isinstance(exc, DicomError) and "RescaleSlope" in exc.reason

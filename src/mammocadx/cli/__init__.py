@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "evaluate",
     "predict",
     "inspect",
+    "segment",
     "cache",
     "serve",
 )

@@ -37,9 +37,10 @@ def run_demo(args: argparse.Namespace) -> int:
           f"{len({r.patient_id for r in records})} patients ({records[0].image_path.parent.parent})")
     cadx = CADx.paper()
     ev = evaluate(cadx, records, folds=5, repeats=args.repeats, seed=args.seed, dataset="synthetic")
-    run_dir = write_run(ev, out / "evaluation", command=command_line(), title="synthetic cohort — paper mode")
+    run_dir = write_run(ev, out / "evaluation", command=command_line(), title="synthetic cohort — paper mode",
+                        gallery_per_group=1, deletion_lesions=4)
     print(ev.result.text())
-    cadx.fit_features(ev.features)
+    cadx.fit_features(ev.features, seed=args.seed)
     cadx.card["training_data"]["dataset"] = "synthetic"
     model_dir = cadx.save(out / "model")
     case = next(r for r in records if r.label == 1)

@@ -26,6 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--folds", type=int, default=5, help="number of folds (default: 5)")
     g.add_argument("--repeats", type=int, default=5, help="repeats with different shuffles (default: 5)")
     g.add_argument("--seed", type=int, default=0, help="random seed of the splits (default: 0)")
+    g.add_argument("--gallery", type=int, default=2, metavar="N",
+                   help="Grad-CAM gallery: N lesions of each outcome (TP/FP/FN/TN), explained by their out-of-fold "
+                        "model; 0 = none (default: 2)")
+    g.add_argument("--deletion", type=int, default=0, metavar="N",
+                   help="deletion (faithfulness) check of the heat-maps on N test lesions, e.g. 12 (about 10 s a lesion on 2 cores); 0 = none (default: 0)")
     p.add_argument("--out", required=True, metavar="DIR", help="run folder to write (replaced if it exists)")
     p.set_defaults(func=run_evaluate)
 
@@ -52,7 +57,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     cadx = build_cadx(args)
     ev = evaluate(cadx, records, protocol=args.split, folds=args.folds, repeats=args.repeats, seed=args.seed,
                   dataset=args.dataset)
-    out = write_run(ev, args.out, command=command_line())
+    out = write_run(ev, args.out, command=command_line(), gallery_per_group=args.gallery,
+                    deletion_lesions=args.deletion)
     print(f"{args.dataset}: {ev.result.protocol['n_lesions']} lesions, {ev.result.protocol['name']}")
     print(ev.result.text())
     if ev.features.skipped:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
 import sys
 from pathlib import Path
@@ -79,10 +78,9 @@ def run_predict(args: argparse.Namespace) -> int:
         else:
             print(f"{path}: error: {row['reason']}", file=sys.stderr)
     if args.out:
-        with open(args.out, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=["path", "status", "score", "label", "reason"])
-            w.writeheader()
-            w.writerows(rows)
+        from mammocadx.io.atomic import atomic_write_csv
+
+        atomic_write_csv(args.out, rows, ["path", "status", "score", "label", "reason"])
     if not paths:
         print("no images found", file=sys.stderr)
         return 2

@@ -9,14 +9,10 @@ complete, so an interrupted run never leaves a half folder.
 """
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import math
 import platform
-import shutil
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +25,7 @@ from mammocadx.datasets.records import LesionRecord
 from mammocadx.evaluate.crossval import CVResult, run_splits
 from mammocadx.evaluate.metrics import METRICS
 from mammocadx.evaluate.plots import plot_confusion, plot_roc
+from mammocadx.io.atomic import atomic_directory, atomic_write_csv, atomic_write_json
 from mammocadx.evaluate.splits import grouped_kfold, official_split
 from mammocadx.model.cadx import CADx, FeatureSet
 
@@ -126,28 +123,41 @@ def metrics_dict(ev: Evaluation, command: str | None = None) -> dict[str, Any]:
     return _clean(out)
 
 
-def write_run(ev: Evaluation, out_dir: str | Path, command: str | None = None, title: str | None = None) -> Path:
-    """Write the run folder for ``ev`` at ``out_dir`` (replaced atomically if it exists)."""
+def write_run(ev: Evaluation, out_dir: str | Path, command: str | None = None, title: str | None = None,
+              gallery_per_group: int = 0, deletion_lesions: int = 0) -> Path:
+    """Write the run folder for ``ev`` at ``out_dir`` (built under a temporary name, then moved into place).
+
+    Parameters
+    ----------
+    gallery_per_group : int
+        Grad-CAM gallery lesions per outcome group (TP/FP/FN/TN), explained by
+        their out-of-fold model; 0 = no gallery.
+    deletion_lesions : int
+        Test lesions whose deletion curves check the heat-maps' faithfulness; 0 = no check.
+    """
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
+    with atomic_directory(out_dir) as tmp:
         metrics = metrics_dict(ev, command)
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False))
+        if gallery_per_group or deletion_lesions:
+            from mammocadx.evaluate.explain_run import explain_evaluation
+
+            expl = explain_evaluation(ev, tmp / "gradcam", per_group=gallery_per_group,
+                                      deletion_lesions=deletion_lesions, seed=int(ev.result.protocol.get("seed", 0)))
+            for entry in expl["gallery"]:
+                entry["files"] = [str(Path(f).relative_to(tmp)) for f in entry["files"]]
+            metrics["gradcam"] = _clean(expl)
+        atomic_write_json(tmp / "metrics.json", metrics)
         _write_predictions(ev, tmp / "predictions.csv")
         if ev.features.skipped:
-            with (tmp / "skipped.csv").open("w", newline="") as fh:
-                w = csv.writer(fh)
-                w.writerow(["sample_id", "image", "reason"])
-                for rec, why in ev.features.skipped:
-                    w.writerow([rec.sample_id, str(rec.image_path), why])
+            atomic_write_csv(tmp / "skipped.csv",
+                             ({"sample_id": rec.sample_id, "image": str(rec.image_path), "reason": why}
+                              for rec, why in ev.features.skipped),
+                             ["sample_id", "image", "reason"])
         y = ev.features.y
-        curves = []
         by_fold: dict[tuple[int, int], list[Any]] = {}
         for p in ev.result.predictions:
             by_fold.setdefault((p.repeat, p.fold), []).append(p)
-        for rows in by_fold.values():
-            curves.append((y[[p.index for p in rows]], np.array([p.score for p in rows])))
+        curves = [(y[[p.index for p in rows]], np.array([p.score for p in rows])) for rows in by_fold.values()]
         name = title or f"{ev.dataset} — {ev.cadx.config.mode} mode"
         plot_roc(curves, tmp / "roc.png", title=f"ROC per fold and mean: {name}")
         plot_confusion(metrics["confusion_mean_over_repeats"], tmp / "confusion.png",
@@ -155,27 +165,19 @@ def write_run(ev: Evaluation, out_dir: str | Path, command: str | None = None, t
         from mammocadx.evaluate.report import write_report
 
         write_report(tmp, metrics, title=name)
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old")
-            if old.exists():
-                shutil.rmtree(old)
-            out_dir.rename(old)
-            tmp.rename(out_dir)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("run written to %s", out_dir)
     return out_dir
 
 
+PREDICTION_COLUMNS = ("image_id", "patient_id", "label", "score", "prediction", "fold", "repeat", "sample_id")
+
+
 def _write_predictions(ev: Evaluation, path: Path) -> None:
     recs = ev.features.records
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["image_id", "patient_id", "label", "score", "prediction", "fold", "repeat", "sample_id"])
-        for p in sorted(ev.result.predictions, key=lambda p: (p.repeat, p.index)):
-            r = recs[p.index]
-            w.writerow([r.image_id, r.patient_id, r.label, f"{p.score:.6f}", p.prediction, p.fold, p.repeat, r.sample_id])
+    rows = (
+        {"image_id": recs[p.index].image_id, "patient_id": recs[p.index].patient_id, "label": recs[p.index].label,
+         "score": f"{p.score:.6f}", "prediction": p.prediction, "fold": p.fold, "repeat": p.repeat,
+         "sample_id": recs[p.index].sample_id}
+        for p in sorted(ev.result.predictions, key=lambda p: (p.repeat, p.index))
+    )
+    atomic_write_csv(path, rows, PREDICTION_COLUMNS)

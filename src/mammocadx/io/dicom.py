@@ -446,7 +446,7 @@ def _read_dicom(path: Path, apply_voi: bool, force: bool, max_pixels: int) -> Im
             expected = int(get_expected_length(ds))
         except Exception as exc:  # inconsistent group 0028 values
             raise DicomError(f"inconsistent image attributes ({exc})", path) from exc
-        actual = len(ds.PixelData)
+        actual = len(ds.PixelData or b"")  # an empty element reads as None
         if actual < expected:
             raise DicomError(f"truncated pixel data ({actual} of {expected} bytes)", path)
 
@@ -463,6 +463,10 @@ def _read_dicom(path: Path, apply_voi: bool, force: bool, max_pixels: int) -> Im
 
     # 1. Modality LUT / rescale, full precision.
     rescale: dict[str, Any] | None = None
+    for keyword in ("RescaleSlope", "RescaleIntercept"):
+        # A multi-valued slope would broadcast into the pixel array (found by fuzzing).
+        if keyword in ds and ds[keyword].VM > 1:
+            raise DicomError(f"header has a multi-valued {keyword} ({ds[keyword].value!r})", path)
     try:
         modality = apply_modality_lut(stored, ds)
     except Exception as exc:  # malformed Modality LUT
@@ -470,7 +474,10 @@ def _read_dicom(path: Path, apply_voi: bool, force: bool, max_pixels: int) -> Im
     if ds.get("ModalityLUTSequence"):
         rescale = {"lut": str(ds.ModalityLUTSequence[0].get("ModalityLUTType", "")).strip() or "unspecified"}
     elif "RescaleSlope" in ds and "RescaleIntercept" in ds:
-        rescale = {"slope": float(ds.RescaleSlope), "intercept": float(ds.RescaleIntercept)}
+        try:
+            rescale = {"slope": float(ds.RescaleSlope), "intercept": float(ds.RescaleIntercept)}
+        except (TypeError, ValueError) as exc:
+            raise DicomError(f"header has an invalid rescale ({exc})", path) from exc
     modality = np.asarray(modality, dtype=np.float64)
     if not np.isfinite(modality).all():
         raise DicomError("pixel values are not finite after the modality LUT", path)

@@ -163,7 +163,8 @@ class CADx:
     Examples
     --------
     >>> cadx = CADx.paper()                                   # doctest: +SKIP
-    >>> result = cadx.cross_validate(records, folds=5, repeats=5, seed=0)   # doctest: +SKIP
+    >>> from mammocadx.evaluate.run import evaluate                # doctest: +SKIP
+    >>> print(evaluate(cadx, records, folds=5, repeats=5, seed=0).result.text())   # doctest: +SKIP
     >>> cadx.fit(records).save("model/")                      # doctest: +SKIP
     """
 
@@ -321,8 +322,8 @@ class CADx:
         """The operating point: the fitted head's own ``threshold_`` if it chose one, else the config's."""
         return float(getattr(self.head_, "threshold_", self.config.head.threshold))
 
-    def fit_features(self, fs: FeatureSet) -> "CADx":
-        """Fit the head on precomputed features (all of ``fs``)."""
+    def fit_features(self, fs: FeatureSet, seed: int | None = None) -> "CADx":
+        """Fit the head on precomputed features (all of ``fs``); ``seed`` is recorded in the model card."""
         y = fs.y
         if len(np.unique(y)) < 2:
             raise ModelError("training needs both benign and malignant lesions")
@@ -330,6 +331,7 @@ class CADx:
         head.fit(fs.X, y)
         self.head_ = head
         self.card = self._card(fs)
+        self.card["training_data"]["seed"] = seed
         return self
 
     def fit(self, records: Sequence[LesionRecord]) -> "CADx":
