@@ -27,6 +27,10 @@ COMMAND_MODULES: tuple[str, ...] = (
     "demo",
     "evaluate",
     "predict",
+    "inspect",
+    "segment",
+    "cache",
+    "serve",
 )
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3

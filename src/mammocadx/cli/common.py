@@ -15,3 +15,71 @@ def parse_roi(text: str) -> tuple[float, ...]:
     if any(v < 0 for v in values) or values[-1] <= 0:
         raise argparse.ArgumentTypeError(f"--roi values must be non-negative and the size positive, got {text!r}")
     return values
+
+
+DATASETS = ("mias", "synthetic", "cbis-ddsm", "manifest", "folder")
+
+
+def add_dataset_options(p: argparse.ArgumentParser) -> None:
+    """--dataset/--data and the reader options shared by evaluate, train and ablate."""
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", choices=DATASETS, default="synthetic",
+                   help="reader: mini-MIAS folder (Info.txt + images), the built-in synthetic cohort, a CBIS-DDSM "
+                        "TCIA tree with its case-description CSVs, a CSV manifest, or a folder with benign/ and "
+                        "malignant/ sub-folders (default: synthetic)")
+    g.add_argument("--data", metavar="DIR",
+                   help="dataset folder (or manifest CSV); for synthetic, where the cohort is generated "
+                        "(default: the user cache)")
+    g.add_argument("--subset", choices=("mass", "calc", "all"), default="mass",
+                   help="CBIS-DDSM abnormality subset (default: mass, as the paper)")
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """Pipeline options shared by evaluate, train and ablate."""
+    g = p.add_argument_group("model")
+    g.add_argument("--mode", default="paper",
+                   help="'paper' (the paper's method) or 'best' (our better mode; see README) (default: paper)")
+    g.add_argument("--backbone", default="tf_efficientnet_lite0",
+                   help="timm backbone (default: tf_efficientnet_lite0, ImageNet weights from its package)")
+    g.add_argument("--weights", metavar="PATH", help="weight file for backbones without packaged weights (e.g. nasnetalarge)")
+    g.add_argument("--pseudocolor", choices=("sine", "grey"), default="sine",
+                   help="sine = the paper's equations 1-4; grey = replicated channels (default: sine)")
+    g.add_argument("--context", type=float, default=1.5,
+                   help="ROI side as a multiple of the lesion size (default: 1.5)")
+    g.add_argument("--segment", action=argparse.BooleanOptionalAction, default=False,
+                   help="automatic breast segmentation (labels, background, pectoral muscle masked) before the ROI step")
+    g.add_argument("--n-components", type=int, default=404,
+                   help="PCA components (paper: 404), capped at n_train-1 when the training set is smaller")
+    g.add_argument("--C", type=float, default=1.0, help="SVM C (paper: 1)")
+    g.add_argument("--gamma", default="auto", help="SVM RBF gamma: 'auto' = 1/#features (paper), 'scale', or a number")
+    g.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="CNN precision on CPU: bf16 where the CPU supports it and features agree with fp32 (default: auto)")
+
+
+def dataset_options(args: argparse.Namespace) -> dict:
+    """Reader keyword options from parsed arguments."""
+    if args.dataset == "cbis-ddsm":
+        return {"subset": args.subset}
+    return {}
+
+
+def build_cadx(args: argparse.Namespace):
+    """A CADx from the model options."""
+    from mammocadx.model.cadx import CADx
+
+    gamma: str | float = args.gamma
+    try:
+        gamma = float(gamma)
+    except ValueError:
+        pass
+    return CADx.from_mode(args.mode, backbone=args.backbone, weights=args.weights, pseudocolor=args.pseudocolor,
+                          context=args.context, segment=args.segment, precision=args.precision,
+                          n_components=args.n_components, C=args.C, gamma=gamma)
+
+
+def command_line(argv: list[str] | None = None) -> str:
+    """The command as typed, for reports."""
+    import shlex
+    import sys
+
+    return "mammocadx " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))

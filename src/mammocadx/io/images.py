@@ -88,6 +88,8 @@ def sniff_format(path: Path) -> str:
         raise ImageReadError("file not found", path)
     if path.is_dir():
         raise ImageReadError("is a folder, not an image file", path)
+    if not path.is_file():  # a FIFO would block open() forever; devices never end
+        raise ImageReadError("not a regular file (a pipe, socket or device)", path)
     try:
         with path.open("rb") as fh:
             head = fh.read(132)

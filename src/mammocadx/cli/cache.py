@@ -1,0 +1,49 @@
+"""``mammocadx cache info|clear``: look at or empty the on-disk feature cache."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mammocadx.cli import EXIT_OK
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the cache command group."""
+    p = sub.add_parser(
+        "cache", help="show or clear the deep-feature cache",
+        description="Deep features are cached on disk per ROI, keyed by the ROI pixels, the preprocessing, the "
+                    "backbone and its weights' SHA-256, the engine/precision and the library versions, so repeated "
+                    "evaluations reuse them. The cache lives in $MAMMOCADX_CACHE_DIR, or ~/.cache/mammocadx/features.",
+        epilog="examples: mammocadx cache info ; mammocadx cache clear --dir /tmp/feats",
+    )
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+    actions = p.add_subparsers(dest="cache_action", metavar="ACTION")
+    for name, helptext, func in (
+        ("info", "print the cache folder, number of feature vectors and size", _info),
+        ("clear", "delete every cached feature vector (--all: also the backbones' ONNX exports)", _clear),
+    ):
+        a = actions.add_parser(name, help=helptext, description=helptext)
+        a.add_argument("--dir", metavar="DIR", type=Path,
+                       help="cache folder (default $MAMMOCADX_CACHE_DIR or ~/.cache/mammocadx/features)")
+        if name == "clear":
+            a.add_argument("--all", action="store_true",
+                           help="also delete the ONNX exports of the backbones (rebuilt on next use)")
+        a.set_defaults(func=func)
+
+
+def _info(args: argparse.Namespace) -> int:
+    from mammocadx.features.cache import FeatureCache
+
+    info = FeatureCache(args.dir).info()
+    print(f"location: {info.location}")
+    print(f"entries:  {info.entries}")
+    print(f"size:     {info.bytes / 1e6:.1f} MB ({info.bytes} bytes)")
+    return EXIT_OK
+
+
+def _clear(args: argparse.Namespace) -> int:
+    from mammocadx.features.cache import FeatureCache
+
+    before = FeatureCache(args.dir).clear(models=args.all)
+    print(f"cleared {before.location}: {before.entries} entries, {before.bytes / 1e6:.1f} MB")
+    return EXIT_OK

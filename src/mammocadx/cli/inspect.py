@@ -1,0 +1,76 @@
+"""``mammocadx inspect``: what the reader sees in each file, and optional preview PNGs."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from mammocadx.io.inspect import clean_text, expand_inputs, inspect_file
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "inspect",
+        help="show what the image reader sees in mammogram files (size, bits, windowing, side, view)",
+        description=(
+            "Read each FILE as the pipeline would and print its format, size, bit depth, photometric "
+            "interpretation, laterality, view and the windowing applied (DICOM: modality LUT -> VOI -> "
+            "MONOCHROME1 inversion). Folders are walked for image files. With --out, an 8-bit preview PNG "
+            "of what the pipeline sees is written per file (named NNN_<file name>.png). A file that cannot "
+            "be read is reported with its reason and the batch goes on."
+        ),
+        epilog="Exit code: 0 when every file was read, 1 when any failed.",
+    )
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="image files (PNG, JPEG, TIFF, PGM, DICOM) or folders")
+    p.add_argument("--out", type=Path, metavar="DIR", help="write a preview PNG per file into DIR")
+    p.add_argument("--preview-size", type=int, default=1024, metavar="PX",
+                   help="longest side of the previews in pixels (0 = full size; default 1024)")
+    p.add_argument("--no-voi", dest="apply_voi", action="store_false",
+                   help="DICOM: ignore the file's VOI window/LUT and take the min-max range instead")
+    p.add_argument("--force", action="store_true", help="DICOM: read modalities other than MG too")
+    p.add_argument("--json", action="store_true", help="one JSON object per file instead of text")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    inputs = expand_inputs(args.files)
+    if not inputs:
+        print("mammocadx inspect: no image file found", file=sys.stderr)
+        return 1
+    failed = 0
+    for i, (path, _named) in enumerate(inputs, start=1):
+        r = inspect_file(path, out_dir=args.out, index=i, max_side=max(args.preview_size, 0),
+                         apply_voi=args.apply_voi, force=args.force)
+        failed += not r.ok
+        shown = clean_text(path, 200)
+        if args.json:
+            print(json.dumps({"file": str(path), "ok": r.ok, "error": r.error, **r.facts,
+                              "preview": str(r.preview) if r.preview else None}, default=str))
+            continue
+        if r.image is None:
+            print(f"{shown}: FAILED: {r.error}")
+            continue
+        f = r.facts
+        print(f"{shown}")
+        print(f"  {f['format']}, {f['size']} px, {f['bits']} bit, {f['photometric']}"
+              + (f" (inverted: {f['inverted']})" if f.get("inverted", "no") != "no" else ""))
+        lat = f["laterality"] or "unknown"
+        view = f["view"] or "unknown"
+        if f.get("laterality_source"):
+            lat += f" (from {f['laterality_source']})"
+        if f.get("view_source"):
+            view += f" (from {f['view_source']})"
+        print(f"  laterality {lat}, view {view}")
+        print(f"  windowing: {f['windowing']}")
+        if f["format"] == "dicom":
+            print(f"  modality {f['modality'] or '-'}, intent {f['presentation_intent'] or '-'}, "
+                  f"rescale {f['rescale'] or '-'}, {f['transfer_syntax']}")
+        if r.preview:
+            print(f"  preview: {r.preview}")
+        if r.error:
+            print(f"  FAILED: {r.error}")
+    total = len(inputs)
+    if not args.json:
+        print(f"{total - failed} of {total} file(s) read" + (f", {failed} failed" if failed else ""))
+    return 1 if failed else 0

@@ -1,0 +1,1 @@
+"""Honest evaluation: metrics, patient-grouped splits, cross-validation, plots and reports."""

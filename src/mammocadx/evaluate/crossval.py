@@ -1,0 +1,153 @@
+"""Cross-validation of a head over precomputed features.
+
+Deep features of a frozen ImageNet backbone do not depend on the labels or on
+the other samples, so they are computed once per lesion; everything that is
+fitted (scaler, PCA, component count, threshold, SVM) is fitted inside each
+training fold by a fresh head from ``head_factory``.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn.pipeline import Pipeline
+
+from mammocadx.evaluate.metrics import METRICS, binary_metrics, summarize
+from mammocadx.evaluate.splits import Split, check_disjoint
+
+log = logging.getLogger(__name__)
+
+#: ``head_factory(n_train, n_features) -> unfitted estimator with fit/decision_function``.
+HeadFactory = Callable[[int, int], Pipeline]
+
+
+@dataclass
+class FoldPrediction:
+    """One out-of-fold prediction."""
+
+    index: int
+    repeat: int
+    fold: int
+    score: float
+    prediction: int
+
+
+@dataclass
+class CVResult:
+    """Predictions and metrics of a cross-validation (or a fixed train/test split).
+
+    ``per_repeat`` holds the metrics of each repeat's pooled out-of-fold
+    predictions (every sample scored once per repeat); ``per_fold`` the metrics
+    of each fold on its own. ``summary`` gives mean and spread over repeats.
+    """
+
+    protocol: dict[str, Any]
+    predictions: list[FoldPrediction]
+    per_repeat: list[dict[str, Any]]
+    per_fold: list[dict[str, Any]]
+    fold_info: list[dict[str, Any]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """Each metric's mean, sd, min and max over repeats (pooled out-of-fold per repeat)."""
+        return {m: summarize([r[m] for r in self.per_repeat]) for m in METRICS}
+
+    def fold_summary(self) -> dict[str, dict[str, float]]:
+        """Each metric's mean and sd over all folds of all repeats."""
+        return {m: summarize([r[m] for r in self.per_fold]) for m in METRICS}
+
+    def text(self) -> str:
+        """One line per metric: ``auc  0.612 ± 0.031 (repeats: 5)``."""
+        lines = []
+        for m, s in self.summary().items():
+            lines.append(f"{m:<12} {s['mean']:.3f} ± {s['sd']:.3f}  (min {s['min']:.3f}, max {s['max']:.3f}, n={s['n']})")
+        return "\n".join(lines)
+
+
+def run_splits(
+    X: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    splits: Sequence[Split],
+    head_factory: HeadFactory,
+    threshold: float = 0.0,
+    protocol: dict[str, Any] | None = None,
+) -> CVResult:
+    """Fit a fresh head on each split's training rows and score its test rows.
+
+    Parameters
+    ----------
+    X : array (n, d)
+        Features, one row per lesion.
+    y, groups : arrays (n,)
+        Labels (1 malignant) and patient ids.
+    splits : sequence of Split
+        From :func:`~mammocadx.evaluate.splits.grouped_kfold` or ``official_split``.
+    head_factory : callable
+        ``(n_train, n_features) -> estimator``; called once per split.
+    threshold : float
+        Decision threshold, used unless the fitted head exposes ``threshold_``
+        (chosen on its own training rows).
+    """
+    X = np.asarray(X)
+    y = np.asarray(y).astype(int)
+    groups = np.asarray(groups)
+    preds: list[FoldPrediction] = []
+    per_fold: list[dict[str, Any]] = []
+    fold_info: list[dict[str, Any]] = []
+    by_repeat: dict[int, list[int]] = {}
+    for sp in splits:
+        check_disjoint(groups, sp.train, sp.test)
+        head = head_factory(len(sp.train), X.shape[1])
+        head.fit(X[sp.train], y[sp.train])
+        thr = float(getattr(head, "threshold_", threshold))
+        scores = np.asarray(head.decision_function(X[sp.test]), dtype=float)
+        m = binary_metrics(y[sp.test], scores, thr)
+        m.update(repeat=sp.repeat, fold=sp.fold, n_test=int(len(sp.test)))
+        per_fold.append(m)
+        info: dict[str, Any] = {"repeat": sp.repeat, "fold": sp.fold, "n_train": int(len(sp.train)),
+                                "n_test": int(len(sp.test)), "threshold": thr}
+        pca = getattr(head, "named_steps", {}).get("pca") if hasattr(head, "named_steps") else None
+        if pca is not None:
+            info["pca_components"] = int(pca.n_components_)
+        if hasattr(head, "chosen_n_components_"):
+            info["pca_components"] = int(head.chosen_n_components_)
+        fold_info.append(info)
+        for i, s in zip(sp.test, scores):
+            preds.append(FoldPrediction(int(i), sp.repeat, sp.fold, float(s), int(s > thr)))
+            by_repeat.setdefault(sp.repeat, []).append(len(preds) - 1)
+    per_repeat = []
+    for r, idxs in sorted(by_repeat.items()):
+        rows = [preds[k] for k in idxs]
+        yy = y[[p.index for p in rows]]
+        ss = np.array([p.score for p in rows])
+        pp = np.array([p.prediction for p in rows])
+        # Pooled metrics use each fold's own threshold through its predictions.
+        m = binary_metrics(yy, ss, 0.0)
+        m.update(_pred_metrics(yy, pp))
+        m["repeat"] = r
+        per_repeat.append(m)
+    return CVResult(protocol=dict(protocol or {}), predictions=preds, per_repeat=per_repeat,
+                    per_fold=per_fold, fold_info=fold_info)
+
+
+def _pred_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
+    """Threshold metrics from hard predictions (folds may have their own thresholds)."""
+    tp = int(((pred == 1) & (y == 1)).sum())
+    tn = int(((pred == 0) & (y == 0)).sum())
+    fp = int(((pred == 1) & (y == 0)).sum())
+    fn = int(((pred == 0) & (y == 1)).sum())
+
+    def r(a: float, b: float) -> float:
+        return float(a / b) if b else float("nan")
+
+    return {
+        "accuracy": r(tp + tn, tp + tn + fp + fn),
+        "sensitivity": r(tp, tp + fn),
+        "specificity": r(tn, tn + fp),
+        "precision": r(tp, tp + fp),
+        "f1": r(2 * tp, 2 * tp + fp + fn),
+        "confusion": {"tn": tn, "fp": fp, "fn": fn, "tp": tp},
+    }

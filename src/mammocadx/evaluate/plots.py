@@ -1,0 +1,69 @@
+"""Figures of a run: ROC curves (per fold and mean, as the paper's figure 8) and the confusion matrix (figure 7)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
+
+
+def plot_roc(curves: Sequence[tuple[np.ndarray, np.ndarray]], path: Path, title: str = "ROC") -> Path:
+    """Plot one ROC curve per (y, score) pair, their mean (vertical averaging) and write ``path``.
+
+    Parameters
+    ----------
+    curves : sequence of (y_true, score)
+        One per fold (or repeat); AUC from the decision score.
+    """
+    grid = np.linspace(0.0, 1.0, 201)
+    tprs, aucs = [], []
+    fig, ax = plt.subplots(figsize=(5.2, 5.0), dpi=110)
+    for k, (y, s) in enumerate(curves):
+        if len(np.unique(y)) < 2:
+            continue
+        fpr, tpr, _ = roc_curve(y, s)
+        auc = roc_auc_score(y, s)
+        aucs.append(auc)
+        t = np.interp(grid, fpr, tpr)
+        t[0] = 0.0
+        tprs.append(t)
+        ax.plot(fpr, tpr, lw=0.8, alpha=0.35, color="tab:blue", label="folds" if k == 0 else None)
+    if tprs:
+        mean = np.mean(tprs, axis=0)
+        mean[-1] = 1.0
+        sd = np.std(tprs, axis=0)
+        ax.fill_between(grid, np.clip(mean - sd, 0, 1), np.clip(mean + sd, 0, 1), color="tab:blue", alpha=0.12, label="± 1 sd")
+        ax.plot(grid, mean, lw=2.2, color="tab:blue",
+                label=f"mean (AUC {np.mean(aucs):.3f} ± {np.std(aucs, ddof=1) if len(aucs) > 1 else 0:.3f})")
+    ax.plot([0, 1], [0, 1], ls="--", lw=1, color="grey", label="chance")
+    ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="1 - specificity (false-positive rate)",
+           ylabel="sensitivity (true-positive rate)", title=title)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_confusion(confusion: dict[str, float], path: Path, title: str = "Confusion matrix") -> Path:
+    """Draw the 2x2 confusion matrix (rows: truth, columns: prediction) and write ``path``."""
+    m = np.array([[confusion["tn"], confusion["fp"]], [confusion["fn"], confusion["tp"]]], dtype=float)
+    fig, ax = plt.subplots(figsize=(4.2, 3.8), dpi=110)
+    ax.imshow(m, cmap="Blues")
+    names = ["benign", "malignant"]
+    ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=names, yticklabels=names,
+           xlabel="predicted", ylabel="true", title=title)
+    fmt = "{:.0f}" if np.allclose(m, np.round(m)) else "{:.1f}"
+    for i in range(2):
+        for j in range(2):
+            ax.text(j, i, fmt.format(m[i, j]), ha="center", va="center",
+                    color="white" if m[i, j] > m.max() / 2 else "black", fontsize=13)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,183 @@
+"""Run an evaluation protocol on a CADx and write the run folder.
+
+A run folder holds ``metrics.json`` (each metric's mean and spread over repeats,
+the protocol), ``predictions.csv`` (``image_id, patient_id, label, score,
+prediction, fold`` plus ``repeat`` and ``sample_id``), ``roc.png``,
+``confusion.png``, ``skipped.csv`` when inputs could not be read, and
+``report.html``. The folder is built under a temporary name and renamed when
+complete, so an interrupted run never leaves a half folder.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import platform
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mammocadx import __version__
+from mammocadx.datasets.records import LesionRecord
+from mammocadx.evaluate.crossval import CVResult, run_splits
+from mammocadx.evaluate.metrics import METRICS
+from mammocadx.evaluate.plots import plot_confusion, plot_roc
+from mammocadx.io.atomic import atomic_directory, atomic_write_csv, atomic_write_json
+from mammocadx.evaluate.splits import grouped_kfold, official_split
+from mammocadx.model.cadx import CADx, FeatureSet
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Evaluation:
+    """A finished evaluation: the CV result and the features it used."""
+
+    result: CVResult
+    features: FeatureSet
+    cadx: CADx
+    dataset: str
+
+
+def evaluate(
+    cadx: CADx,
+    records: Sequence[LesionRecord],
+    protocol: str = "kfold",
+    folds: int = 5,
+    repeats: int = 5,
+    seed: int = 0,
+    dataset: str = "",
+    features: FeatureSet | None = None,
+) -> Evaluation:
+    """Evaluate ``cadx`` on ``records`` with patient-grouped k-fold or the official split.
+
+    Parameters
+    ----------
+    protocol : {"kfold", "official"}
+        ``kfold``: stratified, patient-grouped, repeated with seeds ``seed..seed+repeats-1``.
+        ``official``: train on the records whose ``split`` is ``train``, test on ``test``.
+    features : FeatureSet, optional
+        Precomputed features of ``records`` (e.g. shared by several modes).
+    """
+    fs = features if features is not None else cadx.featurize(records)
+    if protocol == "kfold":
+        splits = grouped_kfold(fs.y, fs.groups, folds=folds, repeats=repeats, seed=seed)
+        proto = {"name": "patient-grouped stratified k-fold", "folds": folds, "repeats": repeats, "seed": seed}
+    elif protocol == "official":
+        splits = official_split([r.split for r in fs.records], fs.groups)
+        proto = {"name": "official train/test split", "folds": 1, "repeats": 1, "seed": seed,
+                 "n_train": int(len(splits[0].train)), "n_test": int(len(splits[0].test))}
+    else:
+        raise ValueError(f"unknown protocol {protocol!r} (kfold or official)")
+    proto.update(grouping="patient", auc_from="decision_function",
+                 n_lesions=len(fs.records), n_malignant=int(fs.y.sum()), n_patients=len(set(fs.groups)),
+                 n_skipped=len(fs.skipped))
+    result = run_splits(fs.X, fs.y, fs.groups, splits, cadx.head_factory(), cadx.config.head.threshold, proto)
+    return Evaluation(result=result, features=fs, cadx=cadx, dataset=dataset)
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN -> None, numpy scalars -> Python."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        v = float(value)
+        return None if math.isnan(v) else v
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def metrics_dict(ev: Evaluation, command: str | None = None) -> dict[str, Any]:
+    """The content of ``metrics.json``."""
+    r = ev.result
+    summary = r.summary()
+    conf = {k: float(np.mean([rep["confusion"][k] for rep in r.per_repeat])) for k in ("tn", "fp", "fn", "tp")}
+    import sklearn
+    import torch
+
+    out: dict[str, Any] = {
+        "dataset": ev.dataset,
+        "mode": ev.cadx.config.mode,
+        "config": ev.cadx.config.to_dict(),
+        "protocol": r.protocol,
+        # Headline numbers: mean over repeats of the pooled out-of-fold metric.
+        **{m: summary[m]["mean"] for m in METRICS},
+        "summary": summary,
+        "fold_summary": r.fold_summary(),
+        "confusion_mean_over_repeats": conf,
+        "per_repeat": r.per_repeat,
+        "folds": r.fold_info,
+        "skipped": [{"sample_id": rec.sample_id, "image": str(rec.image_path), "reason": why} for rec, why in ev.features.skipped],
+        "command": command or " ".join(sys.argv),
+        "versions": {"mammocadx": __version__, "python": platform.python_version(), "numpy": np.__version__,
+                     "scikit-learn": sklearn.__version__, "torch": torch.__version__},
+        "backbone": {"name": ev.cadx.config.backbone,
+                     "weights_sha256": getattr(ev.cadx.extractor, "weights_sha256", None)},
+    }
+    return _clean(out)
+
+
+def write_run(ev: Evaluation, out_dir: str | Path, command: str | None = None, title: str | None = None,
+              gallery_per_group: int = 0, deletion_lesions: int = 0) -> Path:
+    """Write the run folder for ``ev`` at ``out_dir`` (built under a temporary name, then moved into place).
+
+    Parameters
+    ----------
+    gallery_per_group : int
+        Grad-CAM gallery lesions per outcome group (TP/FP/FN/TN), explained by
+        their out-of-fold model; 0 = no gallery.
+    deletion_lesions : int
+        Test lesions whose deletion curves check the heat-maps' faithfulness; 0 = no check.
+    """
+    out_dir = Path(out_dir)
+    with atomic_directory(out_dir) as tmp:
+        metrics = metrics_dict(ev, command)
+        if gallery_per_group or deletion_lesions:
+            from mammocadx.evaluate.explain_run import explain_evaluation
+
+            expl = explain_evaluation(ev, tmp / "gradcam", per_group=gallery_per_group,
+                                      deletion_lesions=deletion_lesions, seed=int(ev.result.protocol.get("seed", 0)))
+            for entry in expl["gallery"]:
+                entry["files"] = [str(Path(f).relative_to(tmp)) for f in entry["files"]]
+            metrics["gradcam"] = _clean(expl)
+        atomic_write_json(tmp / "metrics.json", metrics)
+        _write_predictions(ev, tmp / "predictions.csv")
+        if ev.features.skipped:
+            atomic_write_csv(tmp / "skipped.csv",
+                             ({"sample_id": rec.sample_id, "image": str(rec.image_path), "reason": why}
+                              for rec, why in ev.features.skipped),
+                             ["sample_id", "image", "reason"])
+        y = ev.features.y
+        by_fold: dict[tuple[int, int], list[Any]] = {}
+        for p in ev.result.predictions:
+            by_fold.setdefault((p.repeat, p.fold), []).append(p)
+        curves = [(y[[p.index for p in rows]], np.array([p.score for p in rows])) for rows in by_fold.values()]
+        name = title or f"{ev.dataset} — {ev.cadx.config.mode} mode"
+        plot_roc(curves, tmp / "roc.png", title=f"ROC per fold and mean: {name}")
+        plot_confusion(metrics["confusion_mean_over_repeats"], tmp / "confusion.png",
+                       title="Confusion matrix (mean over repeats)")
+        from mammocadx.evaluate.report import write_report
+
+        write_report(tmp, metrics, title=name)
+    log.info("run written to %s", out_dir)
+    return out_dir
+
+
+PREDICTION_COLUMNS = ("image_id", "patient_id", "label", "score", "prediction", "fold", "repeat", "sample_id")
+
+
+def _write_predictions(ev: Evaluation, path: Path) -> None:
+    recs = ev.features.records
+    rows = (
+        {"image_id": recs[p.index].image_id, "patient_id": recs[p.index].patient_id, "label": recs[p.index].label,
+         "score": f"{p.score:.6f}", "prediction": p.prediction, "fold": p.fold, "repeat": p.repeat,
+         "sample_id": recs[p.index].sample_id}
+        for p in sorted(ev.result.predictions, key=lambda p: (p.repeat, p.index))
+    )
+    atomic_write_csv(path, rows, PREDICTION_COLUMNS)

@@ -1,0 +1,1 @@
+"""Classifier heads over deep features, the high-level :class:`CADx`, and model files."""

@@ -1,0 +1,1 @@
+"""Small cross-cutting helpers (reproducibility) that no single pipeline stage owns."""

@@ -1,0 +1,5 @@
+"""The local reader's web page: :func:`create_app` builds it, ``mammocadx serve`` runs it."""
+from mammocadx.web.app import WebConfig, create_app
+from mammocadx.web.predictor import CADxPredictor, Explanation, Predictor
+
+__all__ = ["CADxPredictor", "Explanation", "Predictor", "WebConfig", "create_app"]

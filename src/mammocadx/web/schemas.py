@@ -1,0 +1,110 @@
+"""Request and response models of the web API (they make the OpenAPI schema real).
+
+Coordinates are always in the pixels of the image as read by
+:func:`mammocadx.io.read_image`: ``x`` the column from the left, ``y`` the row
+from the top, whatever size the page displays the image at.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class CircleRoi(BaseModel):
+    """A lesion marked by its centre and radius (a click, or a drag from the centre)."""
+
+    model_config = ConfigDict(extra="forbid")
+    cx: float = Field(..., description="centre column, image pixels from the left", examples=[538.0])
+    cy: float = Field(..., description="centre row, image pixels from the top", examples=[343.0])
+    r: float = Field(..., gt=0, description="radius in image pixels", examples=[29.0])
+
+
+class BoxRoi(BaseModel):
+    """A lesion marked by a box (a drag from corner to corner)."""
+
+    model_config = ConfigDict(extra="forbid")
+    x: float = Field(..., description="left column, image pixels")
+    y: float = Field(..., description="top row, image pixels")
+    w: float = Field(..., gt=0, description="width in image pixels")
+    h: float = Field(..., gt=0, description="height in image pixels")
+
+
+class ImageInfo(BaseModel):
+    """An uploaded image, stored for this server's lifetime under a random id."""
+
+    image_id: str = Field(..., description="opaque id to pass to /api/predict")
+    width: int = Field(..., description="columns of the image as read (ROI coordinates refer to these)")
+    height: int = Field(..., description="rows of the image as read")
+    format: str = Field(..., description="format told from the file's content: png, jpeg, pgm, tiff, bmp, dicom")
+    bit_depth: int
+    sha256: str = Field(..., description="SHA-256 of the uploaded bytes")
+    size_bytes: int
+    preview_png: str = Field(..., description="base64 8-bit PNG of the windowed image (maybe downscaled)")
+    preview_width: int
+    preview_height: int
+
+
+class PredictRequest(BaseModel):
+    """Score a lesion on an image uploaded before with ``POST /api/image``."""
+
+    model_config = ConfigDict(extra="forbid")
+    image_id: str = Field(..., min_length=1, max_length=64)
+    roi: CircleRoi | BoxRoi
+    explain: bool = Field(True, description="also compute the Grad-CAM heat-map")
+
+
+class CaseReport(BaseModel):
+    """What the page's 'Download report' button saves: enough to trace the result."""
+
+    model_config = ConfigDict(extra="allow")
+    report_version: int = 1
+    created_utc: str = Field(..., description="ISO 8601 time the prediction was made (UTC)")
+    software: str = Field(..., description="mammocadx version")
+    input: dict[str, Any] = Field(..., description="sha256, size, format and shape of the uploaded image")
+    roi: dict[str, Any] = Field(..., description="the ROI as given, and the square crop used")
+    result: dict[str, Any] = Field(..., description="score, threshold, label")
+    model: dict[str, Any] = Field(..., description="model card id and version")
+    notice: str
+
+
+class PredictResponse(BaseModel):
+    """The model's decision on one lesion, with its explanation."""
+
+    image_id: str
+    score: float = Field(..., description="decision function: positive is towards malignant; not a probability")
+    threshold: float = Field(..., description="the model's operating point: score > threshold is called malignant")
+    label: Literal["benign", "malignant"]
+    crop: tuple[float, float, float] = Field(..., description="(cx, cy, side) of the square ROI cut, image pixels")
+    roi_png: str = Field(..., description="base64 PNG of the pseudocolour ROI the CNN saw")
+    cam_png: str | None = Field(None, description="base64 PNG of the Grad-CAM overlay on the ROI")
+    heatmap_png: str | None = Field(None, description="base64 8-bit PNG of the heat-map alone (0..255)")
+    explain_error: str | None = Field(None, description="why no heat-map could be made, when it could not")
+    elapsed_ms: float
+    report: CaseReport
+
+
+class ModelCard(BaseModel):
+    """The model card: free-form, with the fields the page shows typed."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str | None = None
+    version: str | None = None
+    intended_use: Any = None
+    limitations: Any = None
+
+
+class Health(BaseModel):
+    """The server answers; its model and its limits."""
+
+    status: Literal["ok"] = "ok"
+    model_loaded: bool
+    version: str
+    max_upload_bytes: int = Field(..., description="largest accepted upload")
+
+
+class ErrorResponse(BaseModel):
+    """Every error the API returns: a sentence for people and a code for programs."""
+
+    detail: str = Field(..., description="what went wrong, in words")
+    error: str = Field(..., description="machine-readable code, e.g. unsupported_format, too_large, roi_outside")

@@ -1,0 +1,118 @@
+"""The web app over a real (tiny) CADx: fitted on a few synthetic cases, saved, loaded by ``create_app(model_dir)``.
+
+Checks that the page's numbers are the library's own: the score the API returns
+for a lesion is the one ``CADx.load(dir).predict`` gives for the same image and
+ROI, and the Grad-CAM comes from the explain module at ROI resolution.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+for _mod, _what in (("mammocadx.features.extract", "feature extractor"), ("mammocadx.model.persist", "model files"),
+                    ("mammocadx.explain.api", "Grad-CAM API"), ("mammocadx.datasets.synthetic", "synthetic cohort")):
+    pytest.importorskip(_mod, reason=f"{_what} ({_mod}) not on this branch yet")
+
+from conftest_web import LiveServer  # noqa: E402
+from mammocadx.datasets.records import Roi  # noqa: E402
+from mammocadx.datasets.synthetic import load_synthetic  # noqa: E402
+from mammocadx.io.images import read_image  # noqa: E402
+from mammocadx.model.cadx import CADx  # noqa: E402
+from mammocadx.web import create_app  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A paper-mode model (PCA 4) fitted on 6 synthetic patients' training images, and one held-out case."""
+    import torch
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    tmp = tmp_path_factory.mktemp("web-cadx")
+    records = load_synthetic(tmp / "cohort", n_patients=6, seed=0)
+    train = [r for r in records if r.split != "test"]
+    test = [r for r in records if r.split == "test"]
+    assert train and test
+    model_dir = CADx.paper(n_components=4).fit(train).save(tmp / "model")
+    case = test[0]
+    cx, cy = case.extra["centre"]
+    return {"model_dir": Path(model_dir), "case": case, "lesion": (float(cx), float(cy), float(case.extra["radius"]))}
+
+
+def _png(b64: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(b64))))
+
+
+def test_api_gives_the_library_score_and_gradcam(tiny):
+    model_dir, case, (cx, cy, r) = tiny["model_dir"], tiny["case"], tiny["lesion"]
+    app = create_app(model_dir=model_dir)
+    data = Path(case.image_path).read_bytes()
+    with TestClient(app) as c:
+        card = c.get("/api/model").json()
+        assert card["name"] == "mammocadx-paper" and "not a medical device" in card["intended_use"].lower()
+        info = c.post("/api/image", files={"file": ("x", data, "application/octet-stream")}).json()
+        out = c.post("/api/predict", json={"image_id": info["image_id"], "roi": {"cx": cx, "cy": cy, "r": r}})
+        assert out.status_code == 200, out.text
+        out = out.json()
+
+    # the library's own answer, from the model the app loaded with CADx.load(model_dir)
+    cadx = app.state.predictor.cadx
+    assert isinstance(cadx, CADx) and cadx.card["name"] == card["name"]
+    ref = cadx.predict(read_image(case.image_path), Roi(circle=(cx, cy, r)))
+    assert out["score"] == pytest.approx(ref.score, rel=1e-5, abs=1e-6)
+    assert out["threshold"] == pytest.approx(ref.threshold)
+    assert out["label"] == ref.label == ("malignant" if ref.score > ref.threshold else "benign")
+    assert out["crop"] == pytest.approx(list(ref.crop))
+    size = ref.roi_rgb.shape[0]
+    roi_png = _png(out["roi_png"])
+    assert roi_png.shape == (size, size, 3)
+    assert np.abs(roi_png.astype(float) - np.rint(ref.roi_rgb * 255)).max() <= 1  # the pseudocolour the CNN saw
+    assert out["explain_error"] is None
+    assert _png(out["cam_png"]).shape == (size, size, 3)
+    heat = _png(out["heatmap_png"])
+    assert heat.shape == (size, size) and heat.max() > 0
+    rep = out["report"]
+    assert rep["model"]["id"] == "mammocadx-paper"
+    assert rep["model"]["created"] == card.get("created_utc", card.get("created"))
+    if "files" in card:  # the model files' SHA-256 pin the exact model in the case report
+        assert rep["model"]["files_sha256"] == card["files"]
+    if "training" in card:
+        assert rep["model"]["training_fingerprint"] == card["training"]["fingerprint"]
+    assert rep["result"]["explained"] is True
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_page_with_real_model(tiny, tmp_path):
+    """The real page and the real model together in headless Chromium (screenshot kept if asked)."""
+    from test_web_browser import CHROMIUM, CHROMIUM_ARGS, drive_case
+
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}: install Debian's package with 'apt-get install -y chromium'")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package (dev extra) is missing")
+    case, lesion = tiny["case"], tiny["lesion"]
+    image = read_image(case.image_path)
+    app = create_app(model_dir=tiny["model_dir"])
+    with sync_api.sync_playwright() as pw, LiveServer(app) as server:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 900}, accept_downloads=True)
+        out = drive_case(page, server.url, Path(case.image_path), lesion, image.shape[1], image.shape[0], tmp_path,
+                         timeout_ms=120_000)
+        report = out["report"]
+        assert report["model"]["id"] == "mammocadx-paper" and report["result"]["explained"] is True
+        assert page.locator("#card-use").inner_text().lower().startswith("research")
+        shot = tmp_path / "web-real-model.png"
+        page.screenshot(path=str(shot), full_page=True)
+        keep = os.environ.get("MAMMOCADX_WEB_SCREENSHOT")
+        if keep:
+            Path(keep).mkdir(parents=True, exist_ok=True)
+            (Path(keep) / shot.name).write_bytes(shot.read_bytes())
+            (Path(keep) / "web-real-model-report.json").write_text(json.dumps(report, indent=2))
+        browser.close()
