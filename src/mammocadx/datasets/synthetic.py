@@ -70,7 +70,7 @@ from mammocadx.errors import DatasetError
 log = logging.getLogger(__name__)
 
 #: Bump whenever the pixels a seed produces change: cached cohorts are keyed on it.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 DEFAULT_N_PATIENTS = 80
 DEFAULT_SEED = 0
