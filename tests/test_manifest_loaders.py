@@ -136,3 +136,20 @@ def test_folder_dataset_errors(tmp_path: Path) -> None:
         load_folder(tmp_path)
     with pytest.raises(DatasetError, match="not found"):
         load_folder(tmp_path / "nope")
+
+
+def test_mask_wins_over_its_bounding_box_but_box_and_circle_conflict(tmp_path):
+    from PIL import Image
+
+    from mammocadx.datasets.manifest import load_manifest
+    from mammocadx.errors import DatasetError
+
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(tmp_path / "a_mask.png")
+    (tmp_path / "manifest.csv").write_text(
+        "path,label,patient_id,box_x,box_y,box_w,box_h,mask_path\na.png,benign,p1,1,2,3,4,a_mask.png\n")
+    (rec,) = load_manifest(tmp_path)
+    assert rec.roi.kind == "mask" and rec.roi.mask_path == tmp_path / "a_mask.png"
+    (tmp_path / "manifest.csv").write_text("path,label,patient_id,box_x,box_y,box_w,box_h,cx,cy,r\na.png,benign,p1,1,2,3,4,5,5,2\n")
+    with pytest.raises(DatasetError, match="not box and circle"):
+        load_manifest(tmp_path)

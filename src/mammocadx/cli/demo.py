@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", default="runs/demo", metavar="DIR", help="output folder (default: runs/demo)")
     p.add_argument("--data", metavar="DIR", help="where the synthetic cohort is generated (default: user cache)")
-    p.add_argument("--repeats", type=int, default=2, help="cross-validation repeats (default: 2)")
+    p.add_argument("--repeats", type=int, default=5, help="cross-validation repeats (default: 5)")
     p.add_argument("--seed", type=int, default=0, help="seed of the cohort and the folds (default: 0)")
     p.set_defaults(func=run_demo)
 
@@ -40,13 +40,17 @@ def run_demo(args: argparse.Namespace) -> int:
     run_dir = write_run(ev, out / "evaluation", command=command_line(), title="synthetic cohort — paper mode",
                         gallery_per_group=1, deletion_lesions=4)
     print(ev.result.text())
-    cadx.fit_features(ev.features, seed=args.seed)
-    cadx.card["training_data"]["dataset"] = "synthetic"
+    # A model for 'predict' and 'serve': fitted on the cohort's train split, so the case scored below is unseen.
+    fs = ev.features
+    train = [i for i, r in enumerate(fs.records) if r.split == "train"]
+    cadx.fit_features(type(fs)(X=fs.X[train], records=[fs.records[i] for i in train]), seed=args.seed)
+    cadx.card["training_data"]["dataset"] = "synthetic (train split)"
+    cadx.card["metrics"] = {"protocol": ev.result.protocol, "auc": ev.result.summary()["auc"]}
     model_dir = cadx.save(out / "model")
-    case = next(r for r in records if r.label == 1)
+    case = next(r for r in records if r.split == "test" and r.label == 1)
     pred = cadx.predict(case.image_path, case.roi)
-    print(f"case {case.sample_id} (truth: {case.label_name}): {pred.label}, score {pred.score:+.3f} "
-          "(threshold 0; positive = towards malignant)")
+    print(f"held-out case {case.sample_id} (truth: {case.label_name}): {pred.label}, score {pred.score:+.3f} "
+          f"(threshold {pred.threshold:g}; positive = towards malignant)")
     try:
         from mammocadx.explain import explain_prediction
     except ImportError:

@@ -106,6 +106,10 @@ def _roi(row: dict[str, str], base: Path, allow_outside: bool, where: str, csv_p
             raise DatasetError(f"{where}: {name} is incomplete, column(s) {', '.join(missing)} empty", csv_path)
         if filled:
             forms.append(name)
+    if "mask" in forms:
+        # A mask is the most precise form; manifests often carry its bounding box too (as the
+        # synthetic cohort and CBIS-DDSM exports do), which is then redundant and not used.
+        forms = ["mask"]
     if len(forms) > 1:
         raise DatasetError(f"{where}: give one lesion form per row, not {' and '.join(forms)}", csv_path)
     if not forms:

@@ -70,7 +70,7 @@ from mammocadx.errors import DatasetError
 log = logging.getLogger(__name__)
 
 #: Bump whenever the pixels a seed produces change: cached cohorts are keyed on it.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 DEFAULT_N_PATIENTS = 80
 DEFAULT_SEED = 0
@@ -134,7 +134,7 @@ class LesionShape:
         """Radius of the circle holding the whole mass, spicules included (fraction of side)."""
         amp = sum(abs(a) for _, a, _ in self.harmonics)
         spic = max(self.spicule_lengths, default=0.0)
-        return self.radius * (1.0 + amp + spic)
+        return self.radius * (1.0 + max(amp, spic))
 
     @property
     def shape_name(self) -> str:
@@ -155,27 +155,31 @@ def random_lesion(rng: np.random.Generator, label: int | str) -> LesionShape:
     Core radius and contrast come from the same distributions for both classes.
     """
     y = parse_label(label)
+    # Core size and contrast come from one range for both classes: the classes
+    # differ in shape and margin (the spicules make a malignant finding's
+    # overall extent larger, as on real films), not in core size or brightness.
     radius = float(rng.uniform(0.024, 0.046))
-    contrast = float(rng.uniform(0.13, 0.22))
+    contrast = float(rng.uniform(0.19, 0.23))
     if y == BENIGN:
         return LesionShape(
-            label=BENIGN, radius=radius, aspect=float(rng.uniform(0.6, 1.0)), harmonics=(),
+            label=BENIGN, radius=radius, aspect=float(rng.uniform(0.75, 1.0)), harmonics=(),
             spicule_angles=(), spicule_lengths=(), spicule_widths=(), contrast=contrast,
-            margin_blur=float(rng.uniform(0.0, 0.03)),
+            margin_blur=float(rng.uniform(0.0, 0.02)),
         )
     n_harm = int(rng.integers(3, 6))
     ks = rng.choice(np.arange(2, 9), size=n_harm, replace=False)
     harmonics = tuple(
-        (int(k), float(rng.uniform(0.04, 0.11)), float(rng.uniform(0, 2 * np.pi))) for k in sorted(ks)
+        (int(k), float(rng.uniform(0.03, 0.08)), float(rng.uniform(0, 2 * np.pi))) for k in sorted(ks)
     )
-    n_sp = int(rng.integers(9, 17))
+    n_sp = int(rng.integers(14, 21))
     base = np.linspace(0, 2 * np.pi, n_sp, endpoint=False) + rng.uniform(0, 2 * np.pi)
-    angles = base + rng.uniform(-0.5, 0.5, n_sp) * (2 * np.pi / n_sp)
+    angles = base + rng.uniform(-0.3, 0.3, n_sp) * (2 * np.pi / n_sp)
+    lengths = rng.uniform(0.9, 1.5, n_sp)
     return LesionShape(
         label=MALIGNANT, radius=radius, aspect=float(rng.uniform(0.75, 1.0)), harmonics=harmonics,
         spicule_angles=tuple(float(a) for a in angles),
-        spicule_lengths=tuple(float(v) for v in rng.uniform(0.7, 1.5, n_sp)),
-        spicule_widths=tuple(float(v) for v in rng.uniform(0.004, 0.008, n_sp)),
+        spicule_lengths=tuple(float(v) for v in lengths),
+        spicule_widths=tuple(float(v) for v in rng.uniform(0.005, 0.009, n_sp)),
         contrast=contrast, margin_blur=float(rng.uniform(0.08, 0.16)),
     )
 
@@ -227,7 +231,7 @@ def render_lesion(shape: LesionShape, size: int, rotation: float, cx: float, cy:
             perp = np.abs(-u * sa + v * ca)
             w_half = np.maximum(0.5 * width * size * (1.0 - np.clip(t, 0, 1)), 0.35)
             inside = (t >= 0.0) & (t <= 1.0)
-            spic = np.maximum(spic, np.where(inside, np.exp(-((perp / w_half) ** 2)) * (0.95 - 0.5 * t), 0.0))
+            spic = np.maximum(spic, np.where(inside, np.exp(-((perp / w_half) ** 2)) * (1.0 - 0.5 * t), 0.0))
             mask |= inside & (perp <= np.maximum(w_half, 0.5)) & (t <= 0.97)
         spic = ndi.gaussian_filter(spic, 0.7, mode="constant")
         profile = np.maximum(profile, spic)
@@ -430,9 +434,9 @@ def generate_case(
     grad = np.hypot(ex / a, ey / b) / np.maximum(rho, 1e-3)
     d_skin = np.maximum(1.0 + wobble - rho, 0.0) / np.maximum(grad, 1e-3) * S
     thick = 1.0 - np.exp(-d_skin / (0.04 * S))
-    fat = rng.uniform(0.27, 0.38)
-    density = float(rng.uniform(0.1, 0.8))
-    dense_amp = rng.uniform(0.22, 0.34)
+    fat = rng.uniform(0.3, 0.34)
+    density = float(rng.uniform(0.05, 0.6))
+    dense_amp = rng.uniform(0.08, 0.14)
     gland = (0.6 * _smooth_noise(rng, (S, S), (14 * px, 26 * px))
              + 0.3 * _smooth_noise(rng, (S, S), (5 * px, 10 * px))
              + 0.1 * _smooth_noise(rng, (S, S), (2 * px, 3 * px)))
@@ -440,7 +444,7 @@ def generate_case(
     thr = 1.6 - 2.6 * density
     dense = 1.0 / (1.0 + np.exp(-(gland + 1.6 * cone - 0.8 - thr) / 0.3))
     fine = _smooth_noise(rng, (S, S), (1.2 * px, 1.2 * px))
-    tissue = fat * (0.55 + 0.45 * thick) + dense_amp * dense * thick + 0.015 * fine
+    tissue = fat * (0.55 + 0.45 * thick) + dense_amp * dense * thick + 0.01 * fine
     skin = 0.05 * np.exp(-(((d_skin - 2.0 * px) / (1.5 * px)) ** 2))
     bg = rng.uniform(0.015, 0.045)
     fog = bg * (1.0 + 0.25 * _smooth_noise(rng, (S, S), (60 * px, 60 * px)))
@@ -471,12 +475,15 @@ def generate_case(
     ws_small = d_in.shape[1]
     rotation = float(rng.uniform(0, 2 * np.pi))
     scale = 1.0
-    for _ in range(8):
-        need = lesion.extent * S * scale + 0.03 * S
+    # Prefer spots where the whole ROI crop (1.5 x the extent each side) is breast
+    # tissue; fall back to "the mass itself clear of the edges", then shrink.
+    for need_factor in (1.6, 1.0, 1.0, 1.0, 1.0, 1.0):
+        need = need_factor * lesion.extent * S * scale + 0.02 * S + 2
         cand = np.flatnonzero(d_in > need)
         if cand.size:
             break
-        scale *= 0.85
+        if need_factor == 1.0:
+            scale *= 0.85
     else:  # pragma: no cover - outlines are always far larger than masses
         raise RuntimeError("no room for the mass in the synthetic breast")
     if scale != 1.0:
@@ -603,7 +610,8 @@ def _cohort_params(n_patients: int, seed: int, size: int, bit_depth: int) -> dic
 def _save_png(path: Path, arr: np.ndarray) -> None:
     if arr.dtype == bool:
         arr = arr.astype(np.uint8) * 255
-    Image.fromarray(arr).save(path, format="PNG", optimize=False, compress_level=6)
+    # Fast zlib level: noisy images barely compress further, and level 6 costs 5x the time.
+    Image.fromarray(arr).save(path, format="PNG", optimize=False, compress_level=1)
 
 
 def make_synthetic_cohort(

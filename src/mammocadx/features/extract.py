@@ -213,6 +213,9 @@ class _OrtRunner(_Runner):
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
+        # Idle worker threads sleep instead of spinning: on a small shared CPU, spinning threads steal
+        # the cores the busy ones need (measured on 2 loaded cores: 22.7 vs 16.3 img/s at batch 32).
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         data = self._model_bytes(backbone, onnx_dir)
         try:
             self.session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])

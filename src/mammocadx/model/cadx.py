@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from mammocadx.datasets.records import LABEL_NAMES, LesionRecord, Roi
 from mammocadx.errors import MammocadxError, ModelError
@@ -328,7 +329,8 @@ class CADx:
         if len(np.unique(y)) < 2:
             raise ModelError("training needs both benign and malignant lesions")
         head = self.head_factory()(len(y), fs.X.shape[1])
-        head.fit(fs.X, y)
+        with threadpool_limits(limits=1, user_api="blas"):  # small problem: see evaluate.crossval
+            head.fit(fs.X, y)
         self.head_ = head
         self.card = self._card(fs)
         self.card["training_data"]["seed"] = seed
@@ -345,7 +347,8 @@ class CADx:
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         """Decision scores of feature rows (positive = towards malignant)."""
         self._check_fitted()
-        return np.asarray(self.head_.decision_function(np.asarray(X, dtype=np.float32)), dtype=float)
+        with threadpool_limits(limits=1, user_api="blas"):
+            return np.asarray(self.head_.decision_function(np.asarray(X, dtype=np.float32)), dtype=float)
 
     def predict(self, image: str | Path | ImageData, roi: Roi, view: str | None = None, laterality: str | None = None) -> Prediction:
         """Score one lesion on one image.
