@@ -15,8 +15,14 @@ def _fmt(v: Any) -> str:
 def write_report(run_dir: Path, metrics: dict[str, Any], title: str = "mammocadx run") -> Path:
     """Write ``report.html`` next to ``metrics.json``, ``roc.png`` and ``confusion.png``."""
     p = metrics["protocol"]
+    ci = metrics.get("ci95") or {}
+
+    def _ci(m: str) -> str:
+        lo, hi = ci.get(m, (None, None))
+        return f"{_fmt(lo)} – {_fmt(hi)}"
+
     rows = "".join(
-        f"<tr><th>{m}</th><td>{_fmt(s.get('mean'))}</td><td>{_fmt(s.get('sd'))}</td>"
+        f"<tr><th>{m}</th><td>{_fmt(s.get('mean'))}</td><td>{_fmt(s.get('sd'))}</td><td>{_ci(m)}</td>"
         f"<td>{_fmt(s.get('min'))} – {_fmt(s.get('max'))}</td></tr>"
         for m, s in ((m, metrics["summary"][m]) for m in METRICS)
     )
@@ -47,7 +53,7 @@ pseudocolour <code>{html.escape(str(cfg['pseudocolor']))}</code>, ROI context {c
 segmentation {'on' if cfg['segment'] else 'off'}, PCA components requested {cfg['head']['n_components']},
 SVM C={cfg['head']['C']}, gamma={html.escape(str(cfg['head']['gamma']))}.</p>
 <h2>Metrics (mean over repeats of pooled out-of-fold predictions)</h2>
-<table><tr><th>metric</th><th>mean</th><th>sd</th><th>range over repeats</th></tr>{rows}</table>
+<table><tr><th>metric</th><th>mean</th><th>sd over repeats</th><th>95 % CI (patient bootstrap)</th><th>range over repeats</th></tr>{rows}</table>
 <img src="roc.png" alt="ROC curves"><img src="confusion.png" alt="confusion matrix">
 {gradcam_html}
 {skipped_html}

@@ -95,8 +95,14 @@ def _clean(value: Any) -> Any:
 
 def metrics_dict(ev: Evaluation, command: str | None = None) -> dict[str, Any]:
     """The content of ``metrics.json``."""
+    from mammocadx.evaluate.bootstrap import bootstrap_ci, cv_arrays
+
     r = ev.result
     summary = r.summary()
+    y, g = ev.features.y, ev.features.groups
+    S, P, idx = cv_arrays(r.predictions, len(y))
+    seed = int(r.protocol.get("seed", 0))
+    ci = bootstrap_ci(y[idx], S, P, g[idx], n_boot=2000, seed=seed)
     conf = {k: float(np.mean([rep["confusion"][k] for rep in r.per_repeat])) for k in ("tn", "fp", "fn", "tp")}
     import sklearn
     import torch
@@ -109,6 +115,9 @@ def metrics_dict(ev: Evaluation, command: str | None = None) -> dict[str, Any]:
         # Headline numbers: mean over repeats of the pooled out-of-fold metric.
         **{m: summary[m]["mean"] for m in METRICS},
         "summary": summary,
+        # 95 % percentile bootstrap intervals resampling patients (2,000 replicates).
+        "ci95": {k: list(v) for k, v in ci.items()},
+        "ci_method": "percentile bootstrap over patients, 2000 replicates, out-of-fold scores of every repeat",
         "fold_summary": r.fold_summary(),
         "confusion_mean_over_repeats": conf,
         "per_repeat": r.per_repeat,

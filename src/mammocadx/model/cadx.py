@@ -11,6 +11,7 @@ fitted on training data only.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -330,7 +331,11 @@ class CADx:
             raise ModelError("training needs both benign and malignant lesions")
         head = self.head_factory()(len(y), fs.X.shape[1])
         with threadpool_limits(limits=1, user_api="blas"):  # small problem: see evaluate.crossval
-            head.fit(fs.X, y)
+            # Heads that tune themselves by inner CV (model.modes) group their inner folds by patient.
+            if "groups" in inspect.signature(head.fit).parameters:
+                head.fit(fs.X, y, groups=fs.groups)
+            else:
+                head.fit(fs.X, y)
         self.head_ = head
         self.card = self._card(fs)
         self.card["training_data"]["seed"] = seed
