@@ -17,7 +17,7 @@ from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
 from mammocadx.evaluate.leakage import FitGuard, forbidden_rows
-from mammocadx.evaluate.metrics import METRICS, binary_metrics, summarize
+from mammocadx.evaluate.metrics import METRICS, binary_metrics, prediction_metrics, summarize
 from mammocadx.evaluate.splits import Split, check_disjoint
 
 log = logging.getLogger(__name__)
@@ -136,28 +136,9 @@ def run_splits(
         pp = np.array([p.prediction for p in rows])
         # Pooled metrics use each fold's own threshold through its predictions.
         m = binary_metrics(yy, ss, 0.0)
-        m.update(_pred_metrics(yy, pp))
+        m.update(prediction_metrics(yy, pp))
         m["repeat"] = r
         per_repeat.append(m)
     return CVResult(protocol=dict(protocol or {}), predictions=preds, per_repeat=per_repeat,
                     per_fold=per_fold, fold_info=fold_info)
 
-
-def _pred_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
-    """Threshold metrics from hard predictions (folds may have their own thresholds)."""
-    tp = int(((pred == 1) & (y == 1)).sum())
-    tn = int(((pred == 0) & (y == 0)).sum())
-    fp = int(((pred == 1) & (y == 0)).sum())
-    fn = int(((pred == 0) & (y == 1)).sum())
-
-    def r(a: float, b: float) -> float:
-        return float(a / b) if b else float("nan")
-
-    return {
-        "accuracy": r(tp + tn, tp + tn + fp + fn),
-        "sensitivity": r(tp, tp + fn),
-        "specificity": r(tn, tn + fp),
-        "precision": r(tp, tp + fp),
-        "f1": r(2 * tp, 2 * tp + fp + fn),
-        "confusion": {"tn": tn, "fp": fp, "fn": fn, "tp": tp},
-    }

@@ -41,11 +41,19 @@ def binary_metrics(y_true: np.ndarray, score: np.ndarray, threshold: float = 0.0
     s = np.asarray(score, dtype=float)
     if y.shape != s.shape or y.ndim != 1:
         raise ValueError(f"y_true and score must be 1-D of the same length, got {y.shape} and {s.shape}")
-    pred = (s > threshold).astype(int)
-    tn, fp, fn, tp = (int(v) for v in confusion_matrix(y, pred, labels=[0, 1]).ravel())
     auc = float(roc_auc_score(y, s)) if len(np.unique(y)) == 2 else float("nan")
+    return {"auc": auc, **prediction_metrics(y, (s > threshold).astype(int))}
+
+
+def prediction_metrics(y_true: np.ndarray, pred: np.ndarray) -> dict[str, float | dict[str, int]]:
+    """Accuracy, sensitivity, specificity, precision, F1 and the confusion matrix from hard calls (1 = malignant).
+
+    Used directly when folds call lesions at their own thresholds, so pooled calls
+    cannot be re-derived from the pooled scores.
+    """
+    tn, fp, fn, tp = (int(v) for v in confusion_matrix(np.asarray(y_true).astype(int), np.asarray(pred).astype(int),
+                                                       labels=[0, 1]).ravel())
     return {
-        "auc": auc,
         "accuracy": _ratio(tp + tn, tp + tn + fp + fn),
         "sensitivity": _ratio(tp, tp + fn),
         "specificity": _ratio(tn, tn + fp),
