@@ -216,5 +216,5 @@ def save_explanation(
 
     _save_atomic(_write_json, p)
     written.append(p)
-    log.info("wrote explanation of %s to %s", sample_id, out)
+    log.debug("wrote explanation of %s to %s", sample_id, out)
     return written

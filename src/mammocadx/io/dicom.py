@@ -129,14 +129,22 @@ def _laterality(ds: Any, path: Path) -> tuple[str | None, str | None]:
         if ("R" in col) != ("L" in col):
             side = "L" if "R" in col else "R"
             return side, "PatientOrientation"
-    for keyword in ("PatientID", "SeriesDescription", "StudyDescription", "PatientName"):
-        side = laterality_from_text(_text(ds, keyword))
-        if side:
-            return side, keyword
+    return _from_names(ds, path, laterality_from_text)
+
+
+_NAME_KEYWORDS = ("PatientID", "SeriesDescription", "StudyDescription", "PatientName")
+
+
+def _from_names(ds: Any, path: Path, parse: Any) -> tuple[str | None, str | None]:
+    """Last resort for laterality/view: names such as ``LEFT_CC`` in text tags, then in the path."""
+    for keyword in _NAME_KEYWORDS:
+        value = parse(_text(ds, keyword))
+        if value:
+            return value, keyword
     for part in reversed(path.parts):
-        side = laterality_from_text(part)
-        if side:
-            return side, "path"
+        value = parse(part)
+        if value:
+            return value, "path"
     return None, None
 
 
@@ -151,15 +159,7 @@ def _view(ds: Any, path: Path) -> tuple[str | None, str | None]:
         for words, code in _VIEW_MEANINGS.items():
             if meaning.startswith(words):
                 return code, "ViewCodeSequence"
-    for keyword in ("PatientID", "SeriesDescription", "StudyDescription", "PatientName"):
-        view = view_from_text(_text(ds, keyword))
-        if view:
-            return view, keyword
-    for part in reversed(path.parts):
-        view = view_from_text(part)
-        if view:
-            return view, "path"
-    return None, None
+    return _from_names(ds, path, view_from_text)
 
 
 def _int_tag(ds: Any, keyword: str, path: Path, default: int | None = None) -> int:
