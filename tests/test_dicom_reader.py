@@ -187,6 +187,10 @@ def test_laterality_and_view_sources(tmp_path: Path) -> None:
     assert (a.meta["laterality"], a.meta["laterality_source"], a.meta["view"]) == ("R", "ImageLaterality", "MLO")
     b = read_image(write_dicom(tmp_path / "b.dcm", RAMP, PatientOrientation=["A", "R"]))
     assert (b.meta["laterality"], b.meta["laterality_source"]) == ("L", "PatientOrientation")
+    from mammocadx.preprocess.orientation import side_from_patient_orientation
+
+    assert b.meta["patient_orientation"] == ["A", "R"] and a.meta["patient_orientation"] is None
+    assert side_from_patient_orientation(b.meta["patient_orientation"]) == "left"  # rows point anterior
     c = read_image(write_dicom(tmp_path / "c.dcm", RAMP, PatientID="Mass-Training_P_00001_LEFT_CC"))
     assert (c.meta["laterality"], c.meta["laterality_source"], c.meta["view"]) == ("L", "PatientID", "CC")
     d = read_image(write_dicom(tmp_path / "Calc-Test_P_00038_RIGHT_MLO" / "1-1.dcm", RAMP))

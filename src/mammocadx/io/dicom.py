@@ -524,6 +524,8 @@ def _read_dicom(path: Path, apply_voi: bool, force: bool, max_pixels: int) -> Im
         "sop_instance_uid": _text(ds, "SOPInstanceUID") or None,
         "series_description": _text(ds, "SeriesDescription") or None,
         "patient_id": _text(ds, "PatientID") or None,
+        # Row/column directions (e.g. ["A", "R"]): preprocess.orientation.side_from_patient_orientation reads it.
+        "patient_orientation": [str(v) for v in ds.get("PatientOrientation", None) or []] or None,
         "flipped": False,
     }
     log.debug("read %s: %dx%d, %s, window %s", path, cols, rows, photometric, window.get("kind"))
