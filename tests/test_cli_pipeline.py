@@ -112,3 +112,17 @@ def test_paper_mode_on_all_mini_mias_lesions(mias_dir: Path, tmp_path: Path) -> 
         assert k in m
     # The paper's RBF-SVM is near chance on mini-MIAS under a leak-free protocol (README, DESIGN.md §2).
     assert 0.35 < m["auc"] < 0.8
+
+
+def test_predict_walks_a_folder_for_images_by_content(cohort: Path, tmp_path: Path) -> None:
+    import shutil
+
+    model = tmp_path / "model"
+    main(["-q", "train", "--dataset", "synthetic", "--data", str(cohort), "--n-components", "5", "--model-out", str(model)])
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    shutil.copy(load_synthetic(cohort)[0].image_path, scans / "case_without_extension")
+    (scans / "notes.png").write_text("a text file with an image name")
+    assert main(["predict", str(model), str(scans), "--roi", "100,100,20", "--out", str(tmp_path / "p.csv")]) == 0
+    rows = list(csv.DictReader((tmp_path / "p.csv").open()))
+    assert [Path(r["path"]).name for r in rows] == ["case_without_extension"] and rows[0]["status"] == "ok"

@@ -11,9 +11,6 @@ from mammocadx.errors import MammocadxError
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".png", ".pgm", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".dicom", ".bmp", ""}
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the predict command."""
     p = sub.add_parser(
@@ -34,18 +31,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_predict)
 
 
-def _expand(inputs: list[str]) -> list[Path]:
-    paths: list[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            paths.extend(sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES
-                                and not q.name.startswith(".")))
-        else:
-            paths.append(p)
-    return paths
-
-
 def run_predict(args: argparse.Namespace) -> int:
     """Handler of ``mammocadx predict``."""
     from mammocadx.datasets.records import Roi
@@ -57,7 +42,10 @@ def run_predict(args: argparse.Namespace) -> int:
         roi = Roi(circle=args.roi) if len(args.roi) == 3 else Roi(box=args.roi)
     else:
         log.warning("no --roi given: scoring the whole breast/image (the model was trained on lesion ROIs)")
-    paths = _expand(args.images)
+    from mammocadx.io.inspect import expand_inputs
+
+    # Folders are walked for files whose content is an image (DICOMs often have no extension).
+    paths = [p for p, _ in expand_inputs([Path(a) for a in args.images])]
     rows = []
     failed = 0
     for path in paths:
