@@ -1,6 +1,8 @@
 """Leakage guards raise loudly; bootstrap intervals behave."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
@@ -108,6 +110,32 @@ def test_bootstrap_accepts_repeats():
     P = np.stack([p, p])
     ci = bootstrap_ci(y, S, P, g, n_boot=200, seed=0)
     assert set(ci) == {"auc", "accuracy", "sensitivity", "specificity", "precision", "f1"}
+
+
+def test_vectorised_bootstrap_equals_resampling_patients_by_concatenation():
+    """The weighted-count bootstrap gives exactly what drawing patients and concatenating their lesions gives."""
+    from mammocadx.evaluate.bootstrap import BOOT_METRICS, _intervals, _point
+
+    rng = np.random.default_rng(5)
+    n = 70
+    y, g = rng.integers(0, 2, n), rng.integers(0, 45, n)  # uneven lesions per patient
+    S = np.round(rng.normal(size=(3, n)) + y, 1)  # rounded: many tied scores
+    P = (S > 0.4).astype(int)
+    P[1] = 0  # a repeat with no positive call: precision undefined there
+    n_boot, seed = 150, 9
+    patients, inverse = np.unique(g, return_inverse=True)
+    members = [np.flatnonzero(inverse == k) for k in range(len(patients))]
+    draws = np.random.default_rng(seed).integers(0, len(members), (n_boot, len(members)))
+    ref = np.empty((n_boot, len(BOOT_METRICS)))
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for b, pick in enumerate(draws):
+            idx = np.concatenate([members[k] for k in pick])
+            ref[b] = np.nanmean([_point(y[idx], s[idx], p[idx]) for s, p in zip(S, P)], axis=0)
+    expected = _intervals(ref, 0.95)
+    got = bootstrap_ci(y, S, P, g, n_boot=n_boot, seed=seed)
+    for m in BOOT_METRICS:
+        np.testing.assert_allclose(got[m], expected[m], rtol=1e-12, atol=1e-12, err_msg=m)
 
 
 def test_identical_feature_rows_of_different_lesions_are_not_called_leakage():

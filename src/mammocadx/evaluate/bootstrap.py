@@ -28,8 +28,8 @@ BOOT_METRICS: tuple[str, ...] = ("auc", "accuracy", "sensitivity", "specificity"
 def fast_auc(y: np.ndarray, s: np.ndarray) -> float:
     """ROC AUC by the Mann-Whitney rank formula (ties get average ranks); nan with one class.
 
-    Equal to ``sklearn.metrics.roc_auc_score``; hand-written because the bootstrap
-    calls it ~10^4 times and this avoids sklearn's input validation overhead.
+    Equal to ``sklearn.metrics.roc_auc_score``; hand-written to stay consistent with the
+    weighted form the bootstrap uses (:func:`_weighted_metrics`), without sklearn's validation overhead.
     """
     pos = y == 1
     n1 = int(pos.sum())
@@ -122,12 +122,42 @@ def bootstrap_ci(
 
 def _fill(out: np.ndarray, yy: np.ndarray, s2: np.ndarray, p2: np.ndarray, members: list[np.ndarray],
           rng: np.random.Generator, n_boot: int) -> None:
-    for b in range(n_boot):
-        pick = rng.integers(0, len(members), len(members))
-        idx = np.concatenate([members[k] for k in pick])
-        yb = yy[idx]
-        out[b] = np.nanmean(np.stack([_point(yb, s[idx], p[idx]) for s, p in zip(s2, p2)]), axis=0) \
-            if len(s2) > 1 else _point(yb, s2[0][idx], p2[0][idx])
+    # Vectorised over replicates: a replicate that draws a patient k times is the original lesions
+    # weighted by k (for AUC too: duplicated pos/neg pairs are weighted pairs), so every metric is a
+    # weighted count. Same draws, same numbers as concatenating the drawn patients, ~50x faster.
+    n_pat = len(members)
+    patient_of = np.empty(len(yy), dtype=np.intp)
+    for k, idx in enumerate(members):
+        patient_of[idx] = k
+    pick = rng.integers(0, n_pat, (n_boot, n_pat))
+    counts = np.zeros((n_boot, n_pat))
+    np.add.at(counts, (np.arange(n_boot)[:, None], pick), 1.0)
+    w = counts[:, patient_of]  # (n_boot, n) lesion weights
+    per_repeat = np.stack([_weighted_metrics(yy, s, p, w) for s, p in zip(s2, p2)])  # (repeats, n_boot, m)
+    out[:] = per_repeat[0] if len(s2) == 1 else np.nanmean(per_repeat, axis=0)
+
+
+def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(b > 0, a / np.where(b > 0, b, 1.0), np.nan)
+
+
+def _weighted_metrics(y: np.ndarray, s: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """BOOT_METRICS of every replicate: ``w`` (B, n) lesion weights; returns (B, len(BOOT_METRICS))."""
+    pos, neg = y == 1, y == 0
+    tp, fn = w @ ((p == 1) & pos), w @ ((p == 0) & pos)
+    fp, tn = w @ ((p == 1) & neg), w @ ((p == 0) & neg)
+    # weighted Mann-Whitney AUC: pairs (pos, neg) with the positive scored higher, ties counting half
+    order = np.argsort(s, kind="stable")
+    _, tie = np.unique(s[order], return_inverse=True)
+    onehot = np.zeros((len(s), tie.max() + 1 if len(s) else 0))
+    onehot[np.arange(len(s)), tie] = 1.0
+    wo = w[:, order]
+    wpos, wneg = (wo * pos[order]) @ onehot, (wo * neg[order]) @ onehot  # (B, tie groups)
+    below = np.cumsum(wneg, axis=1) - wneg
+    auc = _ratio((wpos * (below + 0.5 * wneg)).sum(axis=1), (tp + fn) * (fp + tn))
+    return np.stack([auc, _ratio(tp + tn, tp + tn + fp + fn), _ratio(tp, tp + fn), _ratio(tn, tn + fp),
+                     _ratio(tp, tp + fp), _ratio(2 * tp, 2 * tp + fp + fn)], axis=1)
 
 
 def _intervals(out: np.ndarray, level: float) -> dict[str, tuple[float, float]]:
