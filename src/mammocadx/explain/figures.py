@@ -17,7 +17,10 @@ from typing import Any
 
 import cv2
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
@@ -94,9 +97,8 @@ def panel_figure(
     axes[1].set_title("pseudocolour ROI")
     im = axes[2].imshow(heat, **kw)
     axes[2].set_title("Grad-CAM (signed)" if signed else f"Grad-CAM: {cbar_label.split(' (')[0]}")
-    axes[3].imshow(roi_grey, cmap="gray", vmin=0, vmax=1)
     alpha = np.clip(np.abs(heat), 0, 1) * (0.7 if signed else 0.6)
-    axes[3].imshow(heat, alpha=alpha, **kw)
+    axes[3].imshow(_blend(roi_grey, heat, alpha, kw), interpolation="nearest")
     axes[3].set_title("overlay")
     for ax in axes:
         ax.set_axis_off()
@@ -130,16 +132,28 @@ def mammogram_figure(
     fig = Figure(figsize=(6.0, 6.0 * h / w + 0.6), dpi=120)
     FigureCanvasAgg(fig)
     ax = fig.subplots()
-    ax.imshow(image, cmap="gray", vmin=0, vmax=1)
-    im = ax.imshow(np.nan_to_num(placed), alpha=alpha, **kw)
+    ax.imshow(_blend(image, np.nan_to_num(placed), alpha, kw), interpolation="antialiased")
     x0, y0, n = crop_box(dcrop)
     ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), n, n, fill=False, edgecolor="yellow", linewidth=1.0))
     ax.set_axis_off()
-    cb = fig.colorbar(im, ax=ax, fraction=0.035, pad=0.01)
+    cb = fig.colorbar(ScalarMappable(Normalize(kw["vmin"], kw["vmax"]), kw["cmap"]), ax=ax, fraction=0.035, pad=0.01)
     cb.set_label(cbar_label, fontsize=8)
     head = f"{title}  " if title else ""
     ax.set_title(f"{head}score {expl.score:+.3f} -> {_label(expl.score, threshold)}", fontsize=9)
     return fig
+
+
+def _blend(grey: np.ndarray, heat: np.ndarray, alpha: np.ndarray, kw: dict[str, Any]) -> np.ndarray:
+    """Grey image with the colour-mapped heat-map laid over it, as one RGB array.
+
+    The same picture as drawing the heat-map with a per-pixel ``alpha`` over the
+    grey image, but composited once in numpy: matplotlib's per-pixel alpha
+    compositing of a full mammogram took ~0.6 s a figure.
+    """
+    grey = np.clip(np.asarray(grey, np.float32), 0, 1)[..., None]
+    colours = colormaps[kw["cmap"]](Normalize(kw["vmin"], kw["vmax"], clip=True)(heat))[..., :3]
+    a = np.asarray(alpha, np.float32)[..., None]
+    return (grey * (1.0 - a) + colours.astype(np.float32) * a).clip(0, 1)
 
 
 def _save_atomic(write, path: Path) -> None:
