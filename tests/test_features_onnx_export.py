@@ -12,7 +12,7 @@ from mammocadx.features.backbones import load_backbone
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper
 
 torch.set_num_threads(2)
 

@@ -26,10 +26,12 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+
+if TYPE_CHECKING:  # torch is imported where it is used: a run served from the feature cache never loads it
+    import torch
 
 from mammocadx.errors import BackboneError
 
@@ -129,6 +131,9 @@ class BackboneSpec:
         torch.Tensor
             float32 ``(N, 3, input_size, input_size)``.
         """
+        import torch
+        import torch.nn.functional as F
+
         arr = np.asarray(rgb)
         if arr.ndim == 3:
             arr = arr[None]
@@ -214,6 +219,8 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     A checkpoint that wraps its weights (``{"state_dict": ...}``, ``{"model": ...}``)
     is unwrapped, and a ``module.`` prefix (DataParallel) is dropped.
     """
+    import torch
+
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

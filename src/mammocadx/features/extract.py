@@ -34,10 +34,9 @@ import logging
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from mammocadx import __version__
@@ -55,9 +54,14 @@ from mammocadx.features.cache import (
     context_digest,
     entry_key,
 )
-from mammocadx.features.onnx_export import EXPORT_VERSION, export_pooled_onnx
+
+if TYPE_CHECKING:  # torch is imported where it runs: a run served from the feature cache never loads it
+    import torch
 
 log = logging.getLogger(__name__)
+
+#: Version of the ONNX export recipe (:mod:`mammocadx.features.onnx_export`): in export file names and cache keys.
+EXPORT_VERSION = 2
 
 Precision = Literal["auto", "fp32", "bf16"]
 Engine = Literal["auto", "torch", "onnxruntime"]
@@ -72,6 +76,8 @@ VERIFY_ROIS = 8
 
 def cpu_has_native_bf16() -> bool:
     """True where the CPU computes bfloat16 in hardware (AMX tiles or AVX-512-BF16)."""
+    import torch
+
     for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
         fn = getattr(torch.cpu, probe, None)
         if fn is not None:
@@ -122,12 +128,16 @@ class _EagerRunner(_Runner):
         self.backbone = backbone
 
     def __call__(self, x: torch.Tensor) -> np.ndarray:
+        import torch
+
         with torch.inference_mode():
             return self.backbone.features(x).float().numpy()
 
 
 def _fold_bn(conv: torch.nn.Conv2d, bn: torch.nn.BatchNorm2d) -> torch.nn.Module:
     """Fold eval-mode BN into ``conv`` (in place); returns what replaces the BN (its activation)."""
+    import torch
+
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
     conv.weight = torch.nn.Parameter(conv.weight * scale.view(-1, 1, 1, 1), requires_grad=False)
     bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
@@ -151,6 +161,8 @@ def fold_batchnorm(model: torch.nn.Module) -> int:
     not timm's ``BatchNormAct2d``. Other architectures are left unchanged.
     Returns the number of BN layers folded.
     """
+    import torch
+
     n = 0
     with torch.no_grad():
         if hasattr(model, "conv_stem") and isinstance(getattr(model, "bn1", None), torch.nn.BatchNorm2d):
@@ -172,6 +184,8 @@ class _TorchRunner(_Runner):
     """Private copy of the network: BN folded, channels-last, optional bf16 autocast."""
 
     def __init__(self, backbone: Backbone, bf16: bool):
+        import torch
+
         self.bf16 = bf16
         self.id = _runner_id("torch", bf16)
         model = copy.deepcopy(backbone.model).eval()
@@ -180,6 +194,8 @@ class _TorchRunner(_Runner):
         self.model = model.to(memory_format=torch.channels_last)
 
     def __call__(self, x: torch.Tensor) -> np.ndarray:
+        import torch
+
         x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             if self.bf16:
@@ -220,6 +236,9 @@ class _OrtRunner(_Runner):
     @staticmethod
     def _model_bytes(backbone: Backbone, onnx_dir: Path | None, fresh: bool = False) -> bytes:
         import timm
+        import torch
+
+        from mammocadx.features.onnx_export import export_pooled_onnx
 
         tag = f"{backbone.name}-{backbone.weights_sha256[:16]}-{backbone.input_size}-x{EXPORT_VERSION}-torch{torch.__version__}-timm{timm.__version__}"
         tag = "".join(c if c.isalnum() or c in "-._" else "_" for c in tag)
@@ -276,9 +295,9 @@ def _plan(precision: str, engine: str) -> list[tuple[str, bool]]:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
-    native = cpu_has_native_bf16()
     plan: list[tuple[str, bool]] = []
     want_bf16 = precision == "bf16"
+    native = want_bf16 and cpu_has_native_bf16()
     if want_bf16 and not native:
         log.warning("bf16 requested but this CPU has no native bf16 (AMX / AVX-512-BF16): using fp32")
     if want_bf16 and native:
@@ -387,10 +406,14 @@ class FeatureExtractor:
         return out
 
     def _runner_cache_key(self, kind: str, bf16: bool) -> tuple[Any, ...]:
+        import torch
+
         b = self.spec
         return (b.name, b.weights_sha256, kind, bf16, torch.get_num_threads())
 
     def _build(self, kind: str, bf16: bool) -> _Runner:
+        import torch
+
         if kind == "eager":
             return _EagerRunner(self.backbone)
         if kind == "torch":
@@ -455,7 +478,7 @@ class FeatureExtractor:
             "mean": b.mean, "std": b.std, "interpolation": b.interpolation, "runner": self.runner_id,
             "pool": "avg", "params": dict(key_params or {}),
             "export": EXPORT_VERSION if self.runner_id.startswith("onnxruntime") else None,
-            "versions": {"torch": torch.__version__, "timm": _version("timm"), "mammocadx": __version__},
+            "versions": {"torch": _version("torch"), "timm": _version("timm"), "mammocadx": __version__},
         })
 
     def transform(self, rgb: np.ndarray, key_params: Mapping[str, Any] | None = None) -> np.ndarray:

@@ -13,7 +13,7 @@ them took about 30 % of the time of ``tf_efficientnet_lite0`` (profiled).
 The fix keeps the arithmetic identical:
 
 1. :func:`freeze_same_padding` replaces each ``Conv2dSame`` by a convolution
-   with the same weights behind a *constant* pad, computed for the fixed input
+   with the same weights behind a *constant* zero pad (``ZeroPad2d``), computed for the fixed input
    size the network is exported at;
 2. ONNX Runtime's hardware-independent "basic" optimisations constant-fold the
    pad amounts;
@@ -22,7 +22,8 @@ The fix keeps the arithmetic identical:
 
 Written by hand because neither ONNX Runtime's ``PadFusion`` (it did not fire on
 these graphs in onnxruntime 1.32) nor ``onnxoptimizer`` (no constant folding)
-handles the traced pad sub-graph. The result is exact up to float rounding
+handles the traced pad sub-graph. Change the recipe, bump ``mammocadx.features.extract.EXPORT_VERSION`` (it names
+the export file and enters feature-cache keys). The result is exact up to float rounding
 (cosine > 0.99999 to eager fp32, checked in the tests and, per run, by
 :class:`~mammocadx.features.extract.FeatureExtractor`).
 """
@@ -36,40 +37,33 @@ import tempfile
 import warnings
 from collections import defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
+if TYPE_CHECKING:  # torch is imported only when exporting (the package stays import-light)
+    import torch
 
 log = logging.getLogger(__name__)
-
-#: Version of the export recipe; part of the export's file name and of feature-cache keys.
-EXPORT_VERSION = 2
-
 
 def _same_pad(size: int, kernel: int, stride: int, dilation: int) -> int:
     """Total TensorFlow-SAME padding along one axis (as timm's ``get_same_padding``)."""
     return max((math.ceil(size / stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
 
 
-class StaticPadConv2d(torch.nn.Module):
-    """A convolution behind a fixed zero pad ``(left, right, top, bottom)``.
+def static_pad_conv(conv: torch.nn.Conv2d, pad: tuple[int, int, int, int]) -> torch.nn.Module:
+    """``ZeroPad2d(pad)`` then a copy of ``conv`` without padding; ``pad`` = (left, right, top, bottom).
 
     Equivalent to timm's ``Conv2dSame`` at the one input size the pad was computed for.
     """
+    import torch
 
-    def __init__(self, conv: torch.nn.Conv2d, pad: tuple[int, int, int, int]):
-        super().__init__()
-        self.pad = tuple(int(p) for p in pad)
-        self.conv = torch.nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, 0,
-                                    conv.dilation, conv.groups, conv.bias is not None)
-        self.conv.load_state_dict(conv.state_dict())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.pad(x, self.pad))
+    plain = torch.nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, 0,
+                            conv.dilation, conv.groups, conv.bias is not None)
+    plain.load_state_dict(conv.state_dict())
+    return torch.nn.Sequential(torch.nn.ZeroPad2d(tuple(int(p) for p in pad)), plain)
 
 
 def freeze_same_padding(model: torch.nn.Module, input_size: int) -> int:
-    """Replace timm ``Conv2dSame`` layers by :class:`StaticPadConv2d` for a fixed input size, in place.
+    """Replace timm ``Conv2dSame`` layers by :func:`static_pad_conv` for a fixed input size, in place.
 
     Parameters
     ----------
@@ -83,6 +77,8 @@ def freeze_same_padding(model: torch.nn.Module, input_size: int) -> int:
     int
         Number of layers replaced (0 for networks without ``Conv2dSame``).
     """
+    import torch
+
     try:
         from timm.layers.conv2d_same import Conv2dSame
     except ImportError:  # pragma: no cover - timm always has it in the supported versions
@@ -107,11 +103,11 @@ def freeze_same_padding(model: torch.nn.Module, input_size: int) -> int:
         pw = _same_pad(iw, conv.kernel_size[1], conv.stride[1], conv.dilation[1])
         parent_name, _, attr = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, attr, StaticPadConv2d(conv, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)))
+        setattr(parent, attr, static_pad_conv(conv, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)))
     return len(sizes)
 
 
-def fold_pads_into_convs(model_proto) -> int:  # noqa: ANN001 - onnx.ModelProto (onnx imported lazily)
+def fold_pads_into_convs(model_proto) -> int:
     """Move zero ``Pad`` nodes with constant spatial pads into the ``Conv`` they feed, in place.
 
     A Pad is folded only when it is ``mode=constant`` with value 0 (or no value),
@@ -148,7 +144,7 @@ def fold_pads_into_convs(model_proto) -> int:  # noqa: ANN001 - onnx.ModelProto 
     return folded
 
 
-def _foldable(node, inits, consumers, outputs) -> bool:  # noqa: ANN001 - onnx protos
+def _foldable(node, inits, consumers, outputs) -> bool:
     from onnx import numpy_helper
 
     mode = next((a.s for a in node.attribute if a.name == "mode"), b"constant")
@@ -171,17 +167,6 @@ def _foldable(node, inits, consumers, outputs) -> bool:  # noqa: ANN001 - onnx p
     return conv.input[0] == node.output[0] and auto_pad == b"NOTSET"
 
 
-class _Pooled(torch.nn.Module):
-    """``x -> mean over H, W of forward_features(x)`` as one module (for export)."""
-
-    def __init__(self, model: torch.nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_features(x).mean(dim=(2, 3))
-
-
 def export_pooled_onnx(model: torch.nn.Module, input_size: int, name: str = "backbone") -> bytes:
     """ONNX bytes of ``x (N, 3, S, S) -> global-average-pooled features (N, D)``, tuned for ONNX Runtime.
 
@@ -201,6 +186,17 @@ def export_pooled_onnx(model: torch.nn.Module, input_size: int, name: str = "bac
     """
     import onnx
     import onnxruntime as ort
+    import torch
+
+    class _Pooled(torch.nn.Module):
+        """``x -> mean over H, W of forward_features(x)`` as one module."""
+
+        def __init__(self, net: torch.nn.Module):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net.forward_features(x).mean(dim=(2, 3))
 
     net = copy.deepcopy(model).eval()
     frozen = freeze_same_padding(net, input_size)
