@@ -105,7 +105,8 @@ def metrics_dict(ev: Evaluation, command: str | None = None) -> dict[str, Any]:
     ci = bootstrap_ci(y[idx], S, P, g[idx], n_boot=2000, seed=seed)
     conf = {k: float(np.mean([rep["confusion"][k] for rep in r.per_repeat])) for k in ("tn", "fp", "fn", "tp")}
     import sklearn
-    import torch
+
+    from mammocadx.utils.versions import dist_version
 
     out: dict[str, Any] = {
         "dataset": ev.dataset,
@@ -125,7 +126,7 @@ def metrics_dict(ev: Evaluation, command: str | None = None) -> dict[str, Any]:
         "skipped": [{"sample_id": rec.sample_id, "image": str(rec.image_path), "reason": why} for rec, why in ev.features.skipped],
         "command": command or " ".join(sys.argv),
         "versions": {"mammocadx": __version__, "python": platform.python_version(), "numpy": np.__version__,
-                     "scikit-learn": sklearn.__version__, "torch": torch.__version__},
+                     "scikit-learn": sklearn.__version__, "torch": dist_version("torch")},  # torch may be unloaded (cache)
         "backbone": {"name": ev.cadx.config.backbone,
                      "weights_sha256": getattr(ev.cadx.extractor, "weights_sha256", None)},
     }

@@ -32,7 +32,7 @@ from __future__ import annotations
 import copy
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -40,6 +40,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from mammocadx import __version__
+from mammocadx.utils.versions import dist_version
 from mammocadx.features.backbones import (
     DEFAULT_BACKBONE,
     Backbone,
@@ -264,21 +265,12 @@ _VERIFIED: dict[tuple[Any, ...], bool] = {}
 _RLOCK = threading.Lock()
 
 
-def _version(dist: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return "absent"
-
-
 def _runner_id(kind: str, bf16: bool) -> str:
     """Name of an engine/precision, used in cache keys (known before the engine is built)."""
     if kind == "eager":
         return "torch-eager-fp32"
     if kind == "onnxruntime":
-        return f"onnxruntime{_version('onnxruntime')}-fp32"
+        return f"onnxruntime{dist_version('onnxruntime')}-fp32"
     return f"torch-cl-{'bf16' if bf16 else 'fp32'}"
 
 
@@ -478,8 +470,28 @@ class FeatureExtractor:
             "mean": b.mean, "std": b.std, "interpolation": b.interpolation, "runner": self.runner_id,
             "pool": "avg", "params": dict(key_params or {}),
             "export": EXPORT_VERSION if self.runner_id.startswith("onnxruntime") else None,
-            "versions": {"torch": _version("torch"), "timm": _version("timm"), "mammocadx": __version__},
+            "versions": {"torch": dist_version("torch"), "timm": dist_version("timm"), "mammocadx": __version__},
         })
+
+    def cached(self, digests: Sequence[str], key_params: Mapping[str, Any] | None = None) -> list[np.ndarray | None]:
+        """Vectors stored under other digests of the input (e.g. a lesion's source digest), or ``None`` each.
+
+        Looked up under this extractor's context (backbone, weights, engine,
+        versions), exactly as :meth:`transform` keys ROI pixels; builds no network.
+        """
+        if self.cache is None or not digests:
+            return [None] * len(digests)
+        ctx = self._context(key_params)
+        return [self.cache.get(entry_key(d, ctx), self.feature_dim) for d in digests]
+
+    def remember(self, digests: Sequence[str], features: np.ndarray,
+                 key_params: Mapping[str, Any] | None = None) -> None:
+        """Store ``features[i]`` under ``digests[i]`` too (after :meth:`transform` computed them)."""
+        if self.cache is None:
+            return
+        ctx = self._context(key_params)
+        for d, vec in zip(digests, features):
+            self.cache.put(entry_key(d, ctx), vec)
 
     def transform(self, rgb: np.ndarray, key_params: Mapping[str, Any] | None = None) -> np.ndarray:
         """Features of a stack of RGB ROIs.

@@ -276,29 +276,66 @@ class CADx:
                     log.warning("skipped %s: %s", records[i].sample_id, exc)
                     skipped.append((records[i], str(exc)))
 
+    def pixel_params(self) -> dict[str, Any]:
+        """Every setting of this model that shapes the pixels the CNN sees (for source-keyed caching)."""
+        c = self.config
+        return {"segment": c.segment, "clahe": c.clahe, "pseudocolor": c.pseudocolor,
+                "roi": asdict(self.roi_config)}
+
+    def _source_digests(self, records: Sequence[LesionRecord]) -> list[str | None]:
+        """Source digest of each lesion (None where a file cannot be read: it is then decoded and reported)."""
+        from mammocadx.features.source_keys import source_digest
+
+        params = self.pixel_params()
+        out: list[str | None] = []
+        for r in records:
+            try:
+                out.append(source_digest(r.image_path, r.roi, r.view, r.laterality, params))
+            except OSError:
+                out.append(None)
+        return out
+
     def featurize(self, records: Sequence[LesionRecord]) -> FeatureSet:
         """Deep features of every lesion, streamed in batches (never a whole dataset of images in memory).
 
-        Lesions whose image or ROI cannot be read are skipped and listed in
+        With a feature cache, lesions are first looked up by their source
+        (image file bytes + ROI + preprocessing, :mod:`mammocadx.features.source_keys`):
+        those found are neither decoded nor run through the CNN. Lesions whose
+        image or ROI cannot be read are skipped and listed in
         ``FeatureSet.skipped`` with the reason; the rest go on.
         """
         skipped: list[tuple[LesionRecord, str]] = []
-        rows: list[int] = []
-        feats: list[np.ndarray] = []
+        found: dict[int, np.ndarray] = {}
+        sources: list[str | None] = [None] * len(records)
+        if self.extractor.cache is not None:
+            sources = self._source_digests(records)
+            known = [i for i, d in enumerate(sources) if d is not None]
+            for i, vec in zip(known, self.extractor.cached([sources[i] for i in known])):
+                if vec is not None:
+                    found[i] = vec
+            if found:
+                log.info("features: %d of %d lesions from the cache by source (not decoded)", len(found), len(records))
+        todo = [i for i in range(len(records)) if i not in found]
+        rows: list[int] = list(found)
+        feats: list[np.ndarray] = [np.stack([found[i] for i in rows])] if found else []
         batch_idx: list[int] = []
         batch: list[np.ndarray] = []
         bs = max(1, self.config.batch_size)
 
         def flush() -> None:
             if batch:
-                feats.append(self.extractor.transform(self.colorize(np.stack(batch))))
+                out = self.extractor.transform(self.colorize(np.stack(batch)))
+                feats.append(out)
                 rows.extend(batch_idx)
+                keyed = [(k, sources[i]) for k, i in enumerate(batch_idx) if sources[i] is not None]
+                if keyed:
+                    self.extractor.remember([d for _, d in keyed], out[[k for k, _ in keyed]])
                 batch.clear()
                 batch_idx.clear()
 
-        for i, grey in self._iter_rois(records, skipped):
+        for j, grey in self._iter_rois([records[i] for i in todo], skipped):
             batch.append(grey)
-            batch_idx.append(i)
+            batch_idx.append(todo[j])
             if len(batch) >= bs:
                 flush()
         flush()
