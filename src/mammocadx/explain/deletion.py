@@ -31,11 +31,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where it runs (cached explanations need none)
+    import torch
 
 from mammocadx.explain.gradcam import BackboneLike, Explanation, upsample_map
 
@@ -73,6 +75,8 @@ def _default_render(mode: str) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def _scores(backbone: BackboneLike, head: Any, rgb: np.ndarray, batch_size: int) -> np.ndarray:
+    import torch
+
     out = []
     with torch.no_grad(), torch.autocast("cpu", enabled=False):
         for i in range(0, len(rgb), batch_size):

@@ -35,11 +35,13 @@ import logging
 import threading
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import cv2
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where it runs (cached explanations need none)
+    import torch
 
 from mammocadx.errors import BackboneError
 from mammocadx.explain.head_gradient import HeadGradient
@@ -133,6 +135,8 @@ _LAYER_CACHE: weakref.WeakKeyDictionary[torch.nn.Module, str] = weakref.WeakKeyD
 
 
 def _resolve_module(model: torch.nn.Module, layer: str | torch.nn.Module) -> tuple[str, torch.nn.Module]:
+    import torch
+
     if isinstance(layer, torch.nn.Module):
         for name, mod in model.named_modules():
             if mod is layer:
@@ -158,6 +162,8 @@ def find_feature_map_layer(backbone: BackboneLike) -> str:
     BackboneError
         If no sub-module produces the feature map.
     """
+    import torch
+
     model = backbone.model
     cached = _LAYER_CACHE.get(model)
     if cached is not None:
@@ -224,6 +230,8 @@ class GradCAM:
 
     # -- hooks ------------------------------------------------------------
     def _hook(self, _module: torch.nn.Module, _inputs: Any, output: torch.Tensor) -> torch.Tensor | None:
+        import torch
+
         # load_backbone shares one model per process: ignore forwards that other
         # threads (e.g. a web server's feature extraction) run while we hold the hook.
         if threading.get_ident() != self._thread:
@@ -285,6 +293,8 @@ class GradCAM:
         return out
 
     def _explain_batch(self, rgb: np.ndarray) -> list[Explanation]:
+        import torch
+
         bb = self.backbone
         size = rgb.shape[1:3]
         self._activation = None

@@ -132,24 +132,33 @@ class BackboneSpec:
             float32 ``(N, 3, input_size, input_size)``.
         """
         import torch
-        import torch.nn.functional as F
 
+        return torch.from_numpy(self.preprocess_array(rgb))
+
+    def preprocess_array(self, rgb: np.ndarray) -> np.ndarray:
+        """:meth:`preprocess` as a numpy array; images already at ``input_size`` never touch PyTorch.
+
+        ROIs are cut at ``input_size``, so feature extraction by ONNX Runtime
+        runs without importing PyTorch. The arithmetic is the same float32
+        division and normalisation either way.
+        """
         arr = np.asarray(rgb)
         if arr.ndim == 3:
             arr = arr[None]
         if arr.ndim != 4 or arr.shape[-1] != 3:
             raise ValueError(f"expected RGB images (N, H, W, 3), got shape {arr.shape}")
-        if arr.dtype == np.uint8:
-            x = torch.from_numpy(arr).float().div_(255.0)
-        else:
-            x = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
-        x = x.permute(0, 3, 1, 2)
+        x = arr.astype(np.float32) / np.float32(255.0) if arr.dtype == np.uint8 else arr.astype(np.float32, copy=False)
+        x = x.transpose(0, 3, 1, 2)
         if x.shape[-2:] != (self.input_size, self.input_size):
-            x = F.interpolate(x, size=(self.input_size, self.input_size), mode=self.interpolation,
-                              align_corners=False, antialias=True).clamp_(0.0, 1.0)
-        mean = torch.tensor(self.mean, dtype=torch.float32).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, dtype=torch.float32).view(1, 3, 1, 1)
-        return ((x - mean) / std).contiguous()
+            import torch
+            import torch.nn.functional as F
+
+            t = F.interpolate(torch.from_numpy(np.ascontiguousarray(x)), size=(self.input_size, self.input_size),
+                              mode=self.interpolation, align_corners=False, antialias=True).clamp_(0.0, 1.0)
+            x = t.numpy()
+        mean = np.asarray(self.mean, np.float32).reshape(1, 3, 1, 1)
+        std = np.asarray(self.std, np.float32).reshape(1, 3, 1, 1)
+        return np.ascontiguousarray((x - mean) / std, dtype=np.float32)
 
     def describe(self) -> dict[str, object]:
         """JSON-friendly description for run records and model cards."""

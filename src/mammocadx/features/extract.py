@@ -30,7 +30,11 @@ but only warned about, never replaced.
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import logging
+import os
+import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -116,7 +120,7 @@ class _Runner:
 
     id: str = "base"
 
-    def __call__(self, x: torch.Tensor) -> np.ndarray:
+    def __call__(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
 
@@ -128,11 +132,11 @@ class _EagerRunner(_Runner):
     def __init__(self, backbone: Backbone):
         self.backbone = backbone
 
-    def __call__(self, x: torch.Tensor) -> np.ndarray:
+    def __call__(self, x: np.ndarray) -> np.ndarray:
         import torch
 
         with torch.inference_mode():
-            return self.backbone.features(x).float().numpy()
+            return self.backbone.features(torch.from_numpy(np.ascontiguousarray(x))).float().numpy()
 
 
 def _fold_bn(conv: torch.nn.Conv2d, bn: torch.nn.BatchNorm2d) -> torch.nn.Module:
@@ -194,10 +198,10 @@ class _TorchRunner(_Runner):
         log.debug("%s: folded %d BN layers", backbone.name, folded)
         self.model = model.to(memory_format=torch.channels_last)
 
-    def __call__(self, x: torch.Tensor) -> np.ndarray:
+    def __call__(self, x: np.ndarray) -> np.ndarray:
         import torch
 
-        x = x.contiguous(memory_format=torch.channels_last)
+        x = torch.from_numpy(np.ascontiguousarray(x)).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             if self.bf16:
                 with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -207,14 +211,23 @@ class _TorchRunner(_Runner):
 
 
 class _OrtRunner(_Runner):
-    """The pooled network exported to ONNX (once, kept in the cache folder) and run by ONNX Runtime."""
+    """The pooled network exported to ONNX (once, kept in the cache folder) and run by ONNX Runtime.
+
+    With the export on disk the runner needs neither PyTorch nor timm: ``spec``
+    names the file, and ``load_backbone`` is called only to export it. The
+    check against eager fp32 is remembered next to the export
+    (``*.verified.json``: export hash, ONNX Runtime version, CPU), so later
+    processes on the same machine skip it too.
+    """
 
     id = "onnxruntime-fp32"
 
-    def __init__(self, backbone: Backbone, onnx_dir: Path | None, threads: int):
+    def __init__(self, spec: BackboneSpec, load_backbone_fn: Any, onnx_dir: Path | None, threads: int):
         import onnxruntime as ort
 
         self.id = _runner_id("onnxruntime", False)
+        self.spec = spec
+        self._load_backbone = load_backbone_fn
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = max(1, threads)
         opts.inter_op_num_threads = 1
@@ -223,40 +236,99 @@ class _OrtRunner(_Runner):
         # Idle worker threads sleep instead of spinning: on a small shared CPU, spinning threads steal
         # the cores the busy ones need (measured on 2 loaded cores: 22.7 vs 16.3 img/s at batch 32).
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        data = self._model_bytes(backbone, onnx_dir)
+        self.path = onnx_dir / f"{self._tag(spec)}.onnx" if onnx_dir is not None else None
+        data = self._model_bytes()
         try:
             self.session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # ORT's own exception classes (Fail, InvalidProtobuf ...) share no public base
-            if onnx_dir is None:
-                raise RuntimeError(f"ONNX Runtime cannot load the exported {backbone.name}: {exc}") from exc
-            log.warning("cached ONNX export of %s is unusable (%s): exporting again", backbone.name, exc)
-            data = self._model_bytes(backbone, onnx_dir, fresh=True)
+            if self.path is None:
+                raise RuntimeError(f"ONNX Runtime cannot load the exported {spec.name}: {exc}") from exc
+            log.warning("cached ONNX export of %s is unusable (%s): exporting again", spec.name, exc)
+            data = self._model_bytes(fresh=True)
             self.session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+        self.model_sha256 = hashlib.sha256(data).hexdigest()
         self.input_name = self.session.get_inputs()[0].name
 
     @staticmethod
-    def _model_bytes(backbone: Backbone, onnx_dir: Path | None, fresh: bool = False) -> bytes:
-        import timm
-        import torch
+    def _tag(spec: BackboneSpec) -> str:
+        tag = (f"{spec.name}-{spec.weights_sha256[:16]}-{spec.input_size}-x{EXPORT_VERSION}"
+               f"-torch{dist_version('torch')}-timm{dist_version('timm')}")
+        return "".join(c if c.isalnum() or c in "-._" else "_" for c in tag)
 
+    def _model_bytes(self, fresh: bool = False) -> bytes:
+        if self.path is not None and self.path.is_file() and not fresh:
+            return self.path.read_bytes()
         from mammocadx.features.onnx_export import export_pooled_onnx
 
-        tag = f"{backbone.name}-{backbone.weights_sha256[:16]}-{backbone.input_size}-x{EXPORT_VERSION}-torch{torch.__version__}-timm{timm.__version__}"
-        tag = "".join(c if c.isalnum() or c in "-._" else "_" for c in tag)
-        path = onnx_dir / f"{tag}.onnx" if onnx_dir is not None else None
-        if path is not None and path.is_file() and not fresh:
-            return path.read_bytes()
+        backbone = self._load_backbone()
         data = export_pooled_onnx(backbone.model, backbone.input_size, backbone.name)
-        if path is not None:
+        if self.path is not None:
             try:
-                atomic_write_bytes(path, data)
+                atomic_write_bytes(self.path, data)
             except OSError as exc:
-                log.warning("cannot keep the ONNX export in %s (%s)", path, exc)
-        log.info("%s exported to ONNX (%.1f MB)%s", backbone.name, len(data) / 1e6, f" -> {path}" if path else "")
+                log.warning("cannot keep the ONNX export in %s (%s)", self.path, exc)
+        log.info("%s exported to ONNX (%.1f MB)%s", backbone.name, len(data) / 1e6,
+                 f" -> {self.path}" if self.path else "")
         return data
 
-    def __call__(self, x: torch.Tensor) -> np.ndarray:
-        return self.session.run(None, {self.input_name: x.contiguous().numpy()})[0].astype(np.float32, copy=False)
+    # -- remembered agreement with eager fp32 ------------------------------------------
+    def _verification_record(self) -> dict[str, Any]:
+        return {"onnx_sha256": self.model_sha256, "onnxruntime": dist_version("onnxruntime"),
+                "cpu": _cpu_signature(), "min_cosine_required": MIN_COSINE}
+
+    def previously_verified(self) -> bool:
+        """True if this export was checked against eager fp32 on this machine with this ONNX Runtime."""
+        if self.path is None:
+            return False
+        try:
+            doc = json.loads(self.path.with_suffix(".verified.json").read_text())
+        except (OSError, ValueError):
+            return False
+        want = self._verification_record()
+        return isinstance(doc, dict) and all(doc.get(k) == v for k, v in want.items()) \
+            and float(doc.get("min_cosine", 0.0)) >= MIN_COSINE
+
+    def record_verification(self, min_cosine: float, n: int) -> None:
+        """Remember a passed check next to the export (best effort)."""
+        if self.path is None:
+            return
+        doc = {**self._verification_record(), "min_cosine": min_cosine, "rois": n}
+        try:
+            atomic_write_bytes(self.path.with_suffix(".verified.json"), json.dumps(doc, indent=2).encode())
+        except OSError as exc:
+            log.debug("cannot record the verification of %s (%s)", self.path, exc)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0] \
+            .astype(np.float32, copy=False)
+
+
+def _cpu_signature() -> str:
+    """Model name and instruction-set flags of this CPU (what decides ONNX Runtime's kernels)."""
+    import platform
+
+    text = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith(("model name", "flags", "Features")):
+                    text += line
+                if line.strip() == "":
+                    break  # the first processor is enough
+    except OSError:
+        pass
+    return hashlib.sha256(f"{platform.machine()}|{platform.processor()}|{text}".encode()).hexdigest()[:16]
+
+
+def _num_threads() -> int:
+    """Threads for the CNN: PyTorch's setting when PyTorch is loaded, else the CPUs this process may use."""
+    torch_mod = sys.modules.get("torch")
+    if torch_mod is not None:
+        return int(torch_mod.get_num_threads())
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 # Runners are built once per process and shared (cross-validation clones, several extractors).
@@ -398,19 +470,16 @@ class FeatureExtractor:
         return out
 
     def _runner_cache_key(self, kind: str, bf16: bool) -> tuple[Any, ...]:
-        import torch
-
         b = self.spec
-        return (b.name, b.weights_sha256, kind, bf16, torch.get_num_threads())
+        return (b.name, b.weights_sha256, kind, bf16, _num_threads())
 
     def _build(self, kind: str, bf16: bool) -> _Runner:
-        import torch
-
         if kind == "eager":
             return _EagerRunner(self.backbone)
         if kind == "torch":
             return _TorchRunner(self.backbone, bf16)
-        return _OrtRunner(self.backbone, self.cache.root / "onnx" if self.cache else None, torch.get_num_threads())
+        return _OrtRunner(self.spec, lambda: self.backbone, self.cache.root / "onnx" if self.cache else None,
+                          _num_threads())
 
     def _get_runner(self, skip: int = 0) -> _Runner:
         if self._runner is not None and skip == 0:
@@ -432,12 +501,16 @@ class FeatureExtractor:
                 return runner
         raise AssertionError("the eager runner cannot fail to build")  # pragma: no cover
 
-    def _verified_run(self, x: torch.Tensor) -> np.ndarray:
+    def _verified_run(self, x: np.ndarray) -> np.ndarray:
         """Run a batch; in auto mode, check the first one against eager fp32 and fall back if it disagrees."""
         runner = self._get_runner()
         explicit_bf16 = self.precision == "bf16" and getattr(runner, "bf16", False)
         if (self.precision != "auto" and not explicit_bf16) or isinstance(runner, _EagerRunner) \
                 or _VERIFIED.get(self._runner_key):
+            return runner(x)
+        if isinstance(runner, _OrtRunner) and runner.previously_verified():
+            _VERIFIED[self._runner_key] = True
+            log.debug("feature engine %s: agreement with eager fp32 already checked on this machine", runner.id)
             return runner(x)
         ref = _EagerRunner(self.backbone)(x[:VERIFY_ROIS])
         if explicit_bf16:
@@ -453,6 +526,8 @@ class FeatureExtractor:
             cos = cosine_rows(out[: len(ref)], ref)
             if float(cos.min()) >= MIN_COSINE:
                 _VERIFIED[self._runner_key] = True
+                if isinstance(runner, _OrtRunner):
+                    runner.record_verification(float(cos.min()), len(ref))
                 log.info("feature engine %s agrees with eager fp32 (min cosine %.6f over %d ROIs)",
                          runner.id, float(cos.min()), len(ref))
                 return out
@@ -551,7 +626,7 @@ class FeatureExtractor:
             for start in range(0, len(todo), self.batch_size):
                 idx = todo[start:start + self.batch_size]
                 runner_before = self._runner
-                feats = self._verified_run(self.spec.preprocess(rgb[idx]))
+                feats = self._verified_run(self.spec.preprocess_array(rgb[idx]))
                 out[idx] = feats
                 if self.cache is not None:
                     if self._runner is not runner_before and runner_before is not None:
