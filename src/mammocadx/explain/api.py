@@ -101,7 +101,6 @@ def explain_records(
     """
     if getattr(cadx, "head_", None) is None:
         raise ModelError("this CADx is not fitted: nothing to explain")
-    backbone = model_backbone(cadx)
     greys, kept, skipped = [], [], []
     for r in records:
         try:
@@ -116,8 +115,31 @@ def explain_records(
     if not greys:
         return [], np.zeros((0, 0, 0), np.float32), kept, skipped
     rois = np.stack(greys).astype(np.float32)
-    ex = explain_rois(backbone, cadx.head_, cadx.colorize(rois), batch_size=batch_size)
-    return ex, rois, kept, skipped
+    return _explain_cached(cadx, cadx.colorize(rois), batch_size), rois, kept, skipped
+
+
+def _explain_cached(cadx: Any, rgb: np.ndarray, batch_size: int) -> list[Explanation]:
+    """Grad-CAM of each RGB ROI, drawn from the explanation cache where possible (no CNN loaded for hits)."""
+    extractor = cadx.extractor
+    cache = getattr(extractor, "cache", None)
+    want = (getattr(cadx, "card", None) or {}).get("backbone", {}).get("weights_sha256")
+    if cache is None or (want and want != extractor.weights_sha256):
+        return explain_rois(model_backbone(cadx), cadx.head_, rgb, batch_size=batch_size)
+    from mammocadx.explain.cache import ExplanationCache, head_digest
+
+    store = ExplanationCache(cache.root)
+    ctx, head_key = extractor.context_key(), head_digest(cadx.head_)
+    keys = [store.key(x, ctx, head_key) for x in rgb]
+    out: list[Explanation | None] = [store.get(k) for k in keys]
+    miss = [i for i, e in enumerate(out) if e is None]
+    if miss:
+        fresh = explain_rois(model_backbone(cadx), cadx.head_, rgb[miss], batch_size=batch_size)
+        for i, e in zip(miss, fresh):
+            store.put(keys[i], e)
+            out[i] = e
+    if len(miss) < len(out):
+        log.debug("explanations: %d of %d from the cache", len(out) - len(miss), len(out))
+    return [e for e in out if e is not None]
 
 
 def deletion_for_records(

@@ -548,6 +548,10 @@ class FeatureExtractor:
             "versions": {"torch": dist_version("torch"), "timm": dist_version("timm"), "mammocadx": __version__},
         })
 
+    def context_key(self, key_params: Mapping[str, Any] | None = None) -> str:
+        """Digest of how this extractor makes features (backbone, weights, engine, versions); builds nothing."""
+        return self._context(key_params)
+
     def cached(self, digests: Sequence[str], key_params: Mapping[str, Any] | None = None) -> list[np.ndarray | None]:
         """Vectors stored under other digests of the input (e.g. a lesion's source digest), or ``None`` each.
 
