@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions = p.add_subparsers(dest="cache_action", metavar="ACTION")
     for name, helptext, func in (
         ("info", "print the cache folder, number of feature vectors and size", _info),
-        ("clear", "delete every cached feature vector (--all: also the backbones' ONNX exports)", _clear),
+        ("clear", "delete every cached feature vector and Grad-CAM explanation (--all: also the backbones' ONNX exports)", _clear),
     ):
         a = actions.add_parser(name, help=helptext, description=helptext)
         a.add_argument("--dir", metavar="DIR", type=Path,

@@ -29,12 +29,11 @@ from typing import Any
 import numpy as np
 
 from mammocadx.explain.gradcam import Explanation
-from mammocadx.features.cache import array_digest, atomic_write_bytes
+from mammocadx.features.cache import EXPLANATIONS_DIR, array_digest, atomic_write_bytes
 from mammocadx.utils.versions import dist_version
 
 log = logging.getLogger(__name__)
 
-_LAYOUT = "explanations-v1"
 _ARRAYS = ("cam", "signed_cam", "features", "feature_gradient", "cam_lowres")
 
 
@@ -56,7 +55,7 @@ def head_digest(head: Any) -> str:
 
 
 class ExplanationCache:
-    """Grad-CAM explanations on disk under ``root/explanations-v1``.
+    """Grad-CAM explanations on disk under ``root/explanations-v1`` (``mammocadx cache clear`` removes them).
 
     Parameters
     ----------
@@ -65,7 +64,7 @@ class ExplanationCache:
     """
 
     def __init__(self, root: str | Path):
-        self.root = Path(root) / _LAYOUT
+        self.root = Path(root) / EXPLANATIONS_DIR
 
     @staticmethod
     def key(rgb_roi: np.ndarray, extractor_context: str, head_key: str) -> str:

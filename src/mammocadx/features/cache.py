@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 ENV_VAR = "MAMMOCADX_CACHE_DIR"
 _LAYOUT = "v1"
+#: Sub-folder of the cache root that holds Grad-CAM explanations (:mod:`mammocadx.explain.cache`).
+EXPLANATIONS_DIR = "explanations-v1"
 _TMP_PREFIX = ".tmp-"
 
 
@@ -184,7 +186,7 @@ class FeatureCache:
         return CacheInfo(location=self.root, entries=entries, bytes=size)
 
     def clear(self, models: bool = False) -> CacheInfo:
-        """Delete every cached feature vector; returns what was there.
+        """Delete every cached feature vector and explanation; returns what was there.
 
         Parameters
         ----------
@@ -193,7 +195,7 @@ class FeatureCache:
             rebuilt on next use (a few seconds each).
         """
         before = self.info()
-        subs = [self.entries_dir] + ([self.root / "onnx"] if models else [])
+        subs = [self.entries_dir, self.root / EXPLANATIONS_DIR] + ([self.root / "onnx"] if models else [])
         for sub in subs:
             if sub.is_dir():
                 shutil.rmtree(sub, ignore_errors=True)
