@@ -93,6 +93,27 @@ def test_run_splits_records_chosen_counts_and_passes_groups():
     assert res.summary()["auc"]["mean"] > 0.75
 
 
+def test_parallel_folds_give_exactly_the_serial_result():
+    """Folds fitted in worker processes: same scores, thresholds and fold records as one by one."""
+    from mammocadx.evaluate import crossval
+
+    X, y, g = _data()
+    splits = grouped_kfold(y, g, folds=3, repeats=2, seed=1)
+
+    def factory(n, d):
+        return NestedPCASearch(grid=[20, 8, 3], inner_folds=3)
+
+    serial = run_splits(X, y, g, splits, factory, n_jobs=1)
+    parallel = run_splits(X, y, g, splits, factory, n_jobs=2)
+    assert [(p.index, p.repeat, p.fold, p.score, p.prediction) for p in parallel.predictions] == \
+        [(p.index, p.repeat, p.fold, p.score, p.prediction) for p in serial.predictions]
+    assert parallel.fold_info == serial.fold_info and parallel.per_repeat == serial.per_repeat
+    # automatic choice: fast heads stay serial, slow ones go parallel where there are cores
+    assert crossval._auto_jobs(0.02, 24) == 1
+    cores = crossval._cores()
+    assert crossval._auto_jobs(1.0, 24) == (min(cores, 24) if cores >= 2 else 1)
+
+
 def test_fixed_404_is_capped_on_small_training_sets():
     X, y, _ = _data(n_pat=30, d=50)  # 60 rows
     m = NestedPCASearch(n_components=PAPER_N_COMPONENTS).fit(X, y)

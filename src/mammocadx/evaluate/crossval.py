@@ -8,6 +8,8 @@ training fold by a fresh head from ``head_factory``.
 from __future__ import annotations
 
 import logging
+import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,6 +70,56 @@ class CVResult:
         return "\n".join(lines)
 
 
+#: Serial head-fitting time (s) below which parallel folds are not worth starting worker processes.
+PARALLEL_MIN_SERIAL_S = 8.0
+
+
+def _cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _auto_jobs(first_fit_s: float, remaining: int) -> int:
+    """Worker processes for the remaining splits: parallel only when the serial time would dwarf the start-up.
+
+    Starting a worker costs seconds (it imports scikit-learn and this package), so
+    fast heads (the paper's SVM: ~20 ms a fold) stay serial and slow ones (inner CV
+    in every fold: ~1 s a fold) use every core.
+    """
+    cores = _cores()
+    if cores < 2 or remaining < 2 or first_fit_s * remaining < PARALLEL_MIN_SERIAL_S:
+        return 1
+    return min(cores, remaining)
+
+
+def _fit_split(X: np.ndarray, y: np.ndarray, groups: np.ndarray, sp: Split, head_factory: HeadFactory,
+               threshold: float) -> tuple[np.ndarray, float, dict[str, Any]]:
+    """Fit one split's head on its training rows; its test scores, threshold and fold record."""
+    check_disjoint(groups, sp.train, sp.test)
+    # FitGuard refuses a fit that contains any row of this split's test fold
+    # (mammocadx.evaluate.leakage); heads whose fit takes ``groups`` get the
+    # training patients so their inner folds are patient-grouped too.
+    head = FitGuard(head_factory(len(sp.train), X.shape[1]), forbidden=forbidden_rows(X, sp.train, sp.test))
+    # Heads are small (n < a few thousand): one BLAS thread is fastest, and multi-threaded
+    # OpenBLAS was measured 100x slower on a busy 2-core machine (PCA of 95 x 1280: 2.5 s vs 20 ms).
+    with threadpool_limits(limits=1, user_api="blas"):
+        head.fit(X[sp.train], y[sp.train], groups=groups[sp.train])
+        scores = np.asarray(head.decision_function(X[sp.test]), dtype=float)
+    thr = float(getattr(head, "threshold_", threshold))
+    info: dict[str, Any] = {"repeat": sp.repeat, "fold": sp.fold, "n_train": int(len(sp.train)),
+                            "n_test": int(len(sp.test)), "threshold": thr}
+    pca = getattr(head, "named_steps", {}).get("pca") if hasattr(head, "named_steps") else None
+    if pca is not None:
+        info["pca_components"] = int(pca.n_components_)
+    if hasattr(head, "chosen_n_components_"):
+        info["pca_components"] = int(head.chosen_n_components_)
+    if hasattr(head, "selection_record"):
+        info["selection"] = head.selection_record()
+    return scores, thr, info
+
+
 def run_splits(
     X: np.ndarray,
     y: np.ndarray,
@@ -76,6 +128,7 @@ def run_splits(
     head_factory: HeadFactory,
     threshold: float = 0.0,
     protocol: dict[str, Any] | None = None,
+    n_jobs: int | None = None,
 ) -> CVResult:
     """Fit a fresh head on each split's training rows and score its test rows.
 
@@ -92,38 +145,38 @@ def run_splits(
     threshold : float
         Decision threshold, used unless the fitted head exposes ``threshold_``
         (chosen on its own training rows).
+    n_jobs : int, optional
+        Worker processes for the splits. ``None`` (default): the first split is
+        fitted here and timed; the rest run on every core when doing them one by
+        one would take more than :data:`PARALLEL_MIN_SERIAL_S` seconds, else
+        here. Results do not depend on it: each split's head is seeded and
+        independent.
     """
     X = np.asarray(X)
     y = np.asarray(y).astype(int)
     groups = np.asarray(groups)
+    fitted: list[tuple[np.ndarray, float, dict[str, Any]]] = []
+    if splits:
+        t0 = time.perf_counter()
+        fitted.append(_fit_split(X, y, groups, splits[0], head_factory, threshold))
+        jobs = _auto_jobs(time.perf_counter() - t0, len(splits) - 1) if n_jobs is None else max(1, int(n_jobs))
+        rest = splits[1:]
+        if jobs > 1 and rest:
+            from joblib import Parallel, delayed
+
+            log.info("fitting %d folds on %d cores", len(rest), jobs)
+            fitted.extend(Parallel(n_jobs=jobs, backend="loky")(
+                delayed(_fit_split)(X, y, groups, sp, head_factory, threshold) for sp in rest))
+        else:
+            fitted.extend(_fit_split(X, y, groups, sp, head_factory, threshold) for sp in rest)
     preds: list[FoldPrediction] = []
     per_fold: list[dict[str, Any]] = []
     fold_info: list[dict[str, Any]] = []
     by_repeat: dict[int, list[int]] = {}
-    for sp in splits:
-        check_disjoint(groups, sp.train, sp.test)
-        # FitGuard refuses a fit that contains any row of this split's test fold
-        # (mammocadx.evaluate.leakage); heads whose fit takes ``groups`` get the
-        # training patients so their inner folds are patient-grouped too.
-        head = FitGuard(head_factory(len(sp.train), X.shape[1]), forbidden=forbidden_rows(X, sp.train, sp.test))
-        # Heads are small (n < a few thousand): one BLAS thread is fastest, and multi-threaded
-        # OpenBLAS was measured 100x slower on a busy 2-core machine (PCA of 95 x 1280: 2.5 s vs 20 ms).
-        with threadpool_limits(limits=1, user_api="blas"):
-            head.fit(X[sp.train], y[sp.train], groups=groups[sp.train])
-            scores = np.asarray(head.decision_function(X[sp.test]), dtype=float)
-        thr = float(getattr(head, "threshold_", threshold))
+    for sp, (scores, thr, info) in zip(splits, fitted):
         m = binary_metrics(y[sp.test], scores, thr)
         m.update(repeat=sp.repeat, fold=sp.fold, n_test=int(len(sp.test)))
         per_fold.append(m)
-        info: dict[str, Any] = {"repeat": sp.repeat, "fold": sp.fold, "n_train": int(len(sp.train)),
-                                "n_test": int(len(sp.test)), "threshold": thr}
-        pca = getattr(head, "named_steps", {}).get("pca") if hasattr(head, "named_steps") else None
-        if pca is not None:
-            info["pca_components"] = int(pca.n_components_)
-        if hasattr(head, "chosen_n_components_"):
-            info["pca_components"] = int(head.chosen_n_components_)
-        if hasattr(head, "selection_record"):
-            info["selection"] = head.selection_record()
         fold_info.append(info)
         for i, s in zip(sp.test, scores):
             preds.append(FoldPrediction(int(i), sp.repeat, sp.fold, float(s), int(s > thr)))

@@ -255,7 +255,7 @@ class CADx:
         from tqdm.auto import tqdm
 
         show = logging.getLogger("mammocadx").getEffectiveLevel() <= logging.INFO
-        for path, idxs in tqdm(by_image.items(), desc="ROIs", unit="image", disable=not show, leave=False):
+        for path, idxs in tqdm(by_image.items(), desc="ROIs", unit="image", disable=not show or not by_image, leave=False):
             try:
                 image = read_image(path)
             except MammocadxError as exc:
