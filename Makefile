@@ -27,7 +27,8 @@ test-all: $(VENV)/.installed
 	$(BIN)/python -m pytest -m "slow or not slow"
 
 bench: $(VENV)/.installed
-	$(BIN)/python benchmarks/bench_features.py
+	$(BIN)/python benchmarks/bench_features.py --repeats 3
+	$(BIN)/python benchmarks/bench_evaluate.py
 
 clean:
 	rm -rf runs .pytest_cache
