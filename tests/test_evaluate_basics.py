@@ -79,3 +79,28 @@ def test_official_split_keeps_the_dataset_split() -> None:
     sp = official_split(["train", "test", "TRAIN", "test"], ["a", "b", "c", "d"])
     assert isinstance(sp[0], Split)
     assert sp[0].train.tolist() == [0, 2] and sp[0].test.tolist() == [1, 3]
+
+
+def test_gallery_explains_with_the_head_that_scored_the_lesion(tmp_path, monkeypatch) -> None:
+    """Repeat 0's fitted heads are kept by the CV and reused by the gallery: they reproduce the out-of-fold scores."""
+    from mammocadx.datasets.synthetic import load_synthetic
+    from mammocadx.evaluate.explain_run import _fold_models
+    from mammocadx.evaluate.run import evaluate
+    from mammocadx.model.cadx import CADx
+
+    monkeypatch.setenv("MAMMOCADX_CACHE_DIR", str(tmp_path / "cache"))
+    records = load_synthetic(tmp_path / "syn", n_patients=10, seed=5, size=256)
+    ev = evaluate(CADx.paper(n_components=6), records, protocol="kfold", folds=3, repeats=2, seed=0)
+    assert sorted(ev.result.heads) == [(0, 0), (0, 1), (0, 2)]  # repeat 0 only
+    models = _fold_models(ev, {0, 1, 2})
+    for f, cadx in models.items():
+        assert cadx.head_ is ev.result.heads[(0, f)]
+        rows = [p for p in ev.result.predictions if p.repeat == 0 and p.fold == f]
+        scores = cadx.head_.decision_function(ev.features.X[[p.index for p in rows]])
+        np.testing.assert_allclose(scores, [p.score for p in rows], rtol=1e-12, atol=1e-12)
+    # an evaluation without kept heads (made elsewhere) is refitted to the same scores
+    ev.result.heads.clear()
+    refit = _fold_models(ev, {1})[1]
+    rows = [p for p in ev.result.predictions if p.repeat == 0 and p.fold == 1]
+    np.testing.assert_allclose(refit.head_.decision_function(ev.features.X[[p.index for p in rows]]),
+                               [p.score for p in rows], rtol=1e-9, atol=1e-9)

@@ -53,6 +53,8 @@ class CVResult:
     per_repeat: list[dict[str, Any]]
     per_fold: list[dict[str, Any]]
     fold_info: list[dict[str, Any]] = field(default_factory=list)
+    #: Fitted heads kept by ``run_splits(keep_heads_of_repeat=r)``, by (repeat, fold); not serialised.
+    heads: dict[tuple[int, int], Any] = field(default_factory=dict, repr=False, compare=False)
 
     def summary(self) -> dict[str, dict[str, float]]:
         """Each metric's mean, sd, min and max over repeats (pooled out-of-fold per repeat)."""
@@ -95,8 +97,8 @@ def _auto_jobs(first_fit_s: float, remaining: int) -> int:
 
 
 def _fit_split(X: np.ndarray, y: np.ndarray, groups: np.ndarray, sp: Split, head_factory: HeadFactory,
-               threshold: float) -> tuple[np.ndarray, float, dict[str, Any]]:
-    """Fit one split's head on its training rows; its test scores, threshold and fold record."""
+               threshold: float, keep: bool = False) -> tuple[np.ndarray, float, dict[str, Any], Any]:
+    """Fit one split's head on its training rows; its test scores, threshold, fold record and (if ``keep``) head."""
     check_disjoint(groups, sp.train, sp.test)
     # FitGuard refuses a fit that contains any row of this split's test fold
     # (mammocadx.evaluate.leakage); heads whose fit takes ``groups`` get the
@@ -117,7 +119,7 @@ def _fit_split(X: np.ndarray, y: np.ndarray, groups: np.ndarray, sp: Split, head
         info["pca_components"] = int(head.chosen_n_components_)
     if hasattr(head, "selection_record"):
         info["selection"] = head.selection_record()
-    return scores, thr, info
+    return scores, thr, info, (head.estimator_ if keep else None)
 
 
 def run_splits(
@@ -129,6 +131,7 @@ def run_splits(
     threshold: float = 0.0,
     protocol: dict[str, Any] | None = None,
     n_jobs: int | None = None,
+    keep_heads_of_repeat: int | None = None,
 ) -> CVResult:
     """Fit a fresh head on each split's training rows and score its test rows.
 
@@ -151,14 +154,18 @@ def run_splits(
         one would take more than :data:`PARALLEL_MIN_SERIAL_S` seconds, else
         here. Results do not depend on it: each split's head is seeded and
         independent.
+    keep_heads_of_repeat : int, optional
+        Keep the fitted heads of this repeat in ``CVResult.heads`` (the Grad-CAM
+        gallery explains each lesion with the very head that scored it).
     """
     X = np.asarray(X)
     y = np.asarray(y).astype(int)
     groups = np.asarray(groups)
-    fitted: list[tuple[np.ndarray, float, dict[str, Any]]] = []
+    fitted: list[tuple[np.ndarray, float, dict[str, Any], Any]] = []
     if splits:
         t0 = time.perf_counter()
-        fitted.append(_fit_split(X, y, groups, splits[0], head_factory, threshold))
+        fitted.append(_fit_split(X, y, groups, splits[0], head_factory, threshold,
+                                 splits[0].repeat == keep_heads_of_repeat))
         jobs = _auto_jobs(time.perf_counter() - t0, len(splits) - 1) if n_jobs is None else max(1, int(n_jobs))
         rest = splits[1:]
         if jobs > 1 and rest:
@@ -166,14 +173,19 @@ def run_splits(
 
             log.info("fitting %d folds on %d cores", len(rest), jobs)
             fitted.extend(Parallel(n_jobs=jobs, backend="loky")(
-                delayed(_fit_split)(X, y, groups, sp, head_factory, threshold) for sp in rest))
+                delayed(_fit_split)(X, y, groups, sp, head_factory, threshold, sp.repeat == keep_heads_of_repeat)
+                for sp in rest))
         else:
-            fitted.extend(_fit_split(X, y, groups, sp, head_factory, threshold) for sp in rest)
+            fitted.extend(_fit_split(X, y, groups, sp, head_factory, threshold, sp.repeat == keep_heads_of_repeat)
+                          for sp in rest)
     preds: list[FoldPrediction] = []
     per_fold: list[dict[str, Any]] = []
     fold_info: list[dict[str, Any]] = []
     by_repeat: dict[int, list[int]] = {}
-    for sp, (scores, thr, info) in zip(splits, fitted):
+    heads: dict[tuple[int, int], Any] = {}
+    for sp, (scores, thr, info, head) in zip(splits, fitted):
+        if head is not None:
+            heads[(sp.repeat, sp.fold)] = head
         m = binary_metrics(y[sp.test], scores, thr)
         m.update(repeat=sp.repeat, fold=sp.fold, n_test=int(len(sp.test)))
         per_fold.append(m)
@@ -193,5 +205,5 @@ def run_splits(
         m["repeat"] = r
         per_repeat.append(m)
     return CVResult(protocol=dict(protocol or {}), predictions=preds, per_repeat=per_repeat,
-                    per_fold=per_fold, fold_info=fold_info)
+                    per_fold=per_fold, fold_info=fold_info, heads=heads)
 

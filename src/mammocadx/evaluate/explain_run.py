@@ -8,6 +8,7 @@ repeat 0 is used.
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 from collections import defaultdict
 from pathlib import Path
@@ -21,17 +22,26 @@ log = logging.getLogger(__name__)
 
 
 def _fold_models(ev: Evaluation, folds: set[int]) -> dict[int, Any]:
-    """A CADx per fold of repeat 0 whose head is refitted on that fold's training rows."""
+    """A CADx per fold of repeat 0 with the head that scored that fold's test lesions.
+
+    The cross-validation keeps repeat 0's fitted heads; a fold without one (an
+    evaluation made elsewhere) is refitted here from the same split, which gives
+    the same head (fits are seeded).
+    """
     X, y = ev.features.X, ev.features.y
     preds = [p for p in ev.result.predictions if p.repeat == 0]
+    kept = getattr(ev.result, "heads", {}) or {}
     out = {}
     for f in sorted(folds):
-        test = np.array(sorted(p.index for p in preds if p.fold == f))
-        train = np.setdiff1d(np.arange(len(y)), test)
-        if ev.result.protocol.get("name", "").startswith("official"):
-            train = np.array([i for i, r in enumerate(ev.features.records) if (r.split or "").lower() == "train"])
-        head = ev.cadx.head_factory()(len(train), X.shape[1])
-        head.fit(X[train], y[train])
+        head = kept.get((0, f))
+        if head is None:
+            test = np.array(sorted(p.index for p in preds if p.fold == f))
+            train = np.setdiff1d(np.arange(len(y)), test)
+            if ev.result.protocol.get("name", "").startswith("official"):
+                train = np.array([i for i, r in enumerate(ev.features.records) if (r.split or "").lower() == "train"])
+            head = ev.cadx.head_factory()(len(train), X.shape[1])
+            takes_groups = "groups" in inspect.signature(head.fit).parameters
+            head.fit(X[train], y[train], **({"groups": ev.features.groups[train]} if takes_groups else {}))
         fold_cadx = copy.copy(ev.cadx)
         fold_cadx.head_ = head
         out[f] = fold_cadx

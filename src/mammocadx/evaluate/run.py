@@ -75,7 +75,9 @@ def evaluate(
     proto.update(grouping="patient", auc_from="decision_function",
                  n_lesions=len(fs.records), n_malignant=int(fs.y.sum()), n_patients=len(set(fs.groups)),
                  n_skipped=len(fs.skipped))
-    result = run_splits(fs.X, fs.y, fs.groups, splits, cadx.head_factory(), cadx.config.head.threshold, proto)
+    # Repeat 0's heads are kept: the Grad-CAM gallery explains each lesion with the head that scored it.
+    result = run_splits(fs.X, fs.y, fs.groups, splits, cadx.head_factory(), cadx.config.head.threshold, proto,
+                        keep_heads_of_repeat=0)
     return Evaluation(result=result, features=fs, cadx=cadx, dataset=dataset)
 
 
