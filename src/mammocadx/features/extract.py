@@ -15,7 +15,7 @@ backbone's global-average-pooled features ``(N, D)``. It picks the fastest
   folder; SAME padding frozen and folded into the convolutions, see
   :mod:`mammocadx.features.onnx_export`) and run by ONNX Runtime, which fuses
   BN into convolutions and uses blocked layouts. Fastest fp32 path measured on
-  AVX2 CPUs (about 5x eager PyTorch for Lite0 on 2 cores).
+  AVX2 CPUs (4-5x eager PyTorch for Lite0 on 2 cores).
 - ``torch`` fp32: a private copy of the network with BN folded into the
   convolutions (EfficientNet) in channels-last layout; the fallback when
   ONNX Runtime is absent or cannot export the model.
@@ -44,7 +44,6 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from mammocadx import __version__
-from mammocadx.utils.versions import dist_version
 from mammocadx.features.backbones import (
     DEFAULT_BACKBONE,
     Backbone,
@@ -59,6 +58,7 @@ from mammocadx.features.cache import (
     context_digest,
     entry_key,
 )
+from mammocadx.utils.versions import dist_version
 
 if TYPE_CHECKING:  # torch is imported where it runs: a run served from the feature cache never loads it
     import torch
@@ -214,7 +214,7 @@ class _OrtRunner(_Runner):
     """The pooled network exported to ONNX (once, kept in the cache folder) and run by ONNX Runtime.
 
     With the export on disk the runner needs neither PyTorch nor timm: ``spec``
-    names the file, and ``load_backbone`` is called only to export it. The
+    names the file, and ``load_backbone_fn`` is called only to export it. The
     check against eager fp32 is remembered next to the export
     (``*.verified.json``: export hash, ONNX Runtime version, CPU), so later
     processes on the same machine skip it too.
