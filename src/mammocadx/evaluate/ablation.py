@@ -21,15 +21,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mammocadx.datasets.records import LesionRecord
-from mammocadx.evaluate.bootstrap import bootstrap_ci, cv_arrays
-from mammocadx.evaluate.crossval import CVResult, run_splits
 from mammocadx.evaluate.metrics import METRICS
-from mammocadx.evaluate.splits import grouped_kfold
+
+if TYPE_CHECKING:  # scikit-learn and SciPy load with the functions that use them: ``mammocadx --help`` stays fast
+    from mammocadx.evaluate.crossval import CVResult
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,8 @@ def _feature_key(cadx: Any) -> tuple[Any, ...]:
 
 def summarize_result(result: CVResult, y: np.ndarray, groups: np.ndarray, n_boot: int, seed: int) -> dict[str, Any]:
     """Mean/sd over repeats of every metric and their patient-bootstrap 95 % CIs."""
+    from mammocadx.evaluate.bootstrap import bootstrap_ci, cv_arrays
+
     summ = result.summary()
     S, P, idx = cv_arrays(result.predictions, len(y))
     ci = bootstrap_ci(y[idx], S, P, groups[idx], n_boot=n_boot, seed=seed)
@@ -149,6 +151,9 @@ def run_ablation(
         One row per configuration: ``factor``, ``setting``, ``label``, ``baseline``,
         ``n_lesions``, ``<metric>_mean``/``_sd``/``_ci``, ``pca_components`` (per fold).
     """
+    from mammocadx.evaluate.crossval import run_splits
+    from mammocadx.evaluate.splits import grouped_kfold
+
     cache: dict[tuple[Any, ...], Any] = {}
     rows = []
     for v in variants(factors):
@@ -246,6 +251,7 @@ def compare_modes(
     (also saved as ``out_dir/results.json``). ``gallery_per_group`` > 0 adds each mode's
     Grad-CAM gallery (TP/FP/FN/TN lesions, out-of-fold models) to the report.
     """
+    from mammocadx.evaluate.bootstrap import bootstrap_ci, cv_arrays
     from mammocadx.evaluate.figures import fold_curves, plot_mean_rocs
     from mammocadx.evaluate.html_report import write_html_report
     from mammocadx.evaluate.run import evaluate, metrics_dict, write_run

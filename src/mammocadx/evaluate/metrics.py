@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, roc_auc_score
 
 #: Metric names in report order.
 METRICS: tuple[str, ...] = ("auc", "accuracy", "sensitivity", "specificity", "precision", "f1")
@@ -37,6 +36,8 @@ def binary_metrics(y_true: np.ndarray, score: np.ndarray, threshold: float = 0.0
         Each metric as a float (``nan`` where undefined, e.g. AUC with one class,
         precision with no positive call) and ``confusion`` = ``{"tn", "fp", "fn", "tp"}``.
     """
+    from sklearn.metrics import roc_auc_score
+
     y = np.asarray(y_true).astype(int)
     s = np.asarray(score, dtype=float)
     if y.shape != s.shape or y.ndim != 1:
@@ -51,6 +52,8 @@ def prediction_metrics(y_true: np.ndarray, pred: np.ndarray) -> dict[str, float 
     Used directly when folds call lesions at their own thresholds, so pooled calls
     cannot be re-derived from the pooled scores.
     """
+    from sklearn.metrics import confusion_matrix
+
     tn, fp, fn, tp = (int(v) for v in confusion_matrix(np.asarray(y_true).astype(int), np.asarray(pred).astype(int),
                                                        labels=[0, 1]).ravel())
     return {

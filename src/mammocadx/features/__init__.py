@@ -1,7 +1,23 @@
-"""Deep features: ImageNet CNN backbones (offline weights), fast batched extraction, on-disk cache."""
+"""Deep features: ImageNet CNN backbones (offline weights), fast batched extraction, on-disk cache.
+
+The names below are loaded on first use (PEP 562), so importing a light part of
+this package (``features.cache``, ``features.source_keys``) does not import
+scikit-learn or PyTorch.
+"""
 from __future__ import annotations
 
-from mammocadx.features.backbones import Backbone, available_backbones, load_backbone
-from mammocadx.features.extract import DeepFeatures, FeatureExtractor, Pseudocolor
+import importlib
+from typing import Any
 
-__all__ = ["Backbone", "DeepFeatures", "FeatureExtractor", "Pseudocolor", "available_backbones", "load_backbone"]
+_WHERE = {
+    "Backbone": "backbones", "available_backbones": "backbones", "load_backbone": "backbones",
+    "DeepFeatures": "extract", "FeatureExtractor": "extract", "Pseudocolor": "extract",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
