@@ -132,6 +132,15 @@ def test_truncated_pixel_data_refused(tmp_path: Path) -> None:
         read_image(f)
 
 
+def test_unknown_transfer_syntax_uid_refused(tmp_path: Path) -> None:
+    """A Transfer Syntax UID that names no transfer syntax (found by the long fuzz run) is a DicomError."""
+    f = write_dicom(tmp_path / "ts.dcm", np.zeros((8, 8), np.uint16), bits_stored=12)
+    data = f.read_bytes()
+    f.write_bytes(data.replace(b"1.2.840.10008.1.2.1\x00", b"0.2.840.10008.1.2.1\x00", 1))
+    with pytest.raises(DicomError, match="transfer syntax"):
+        read_image(f)
+
+
 def test_truncated_compressed_data_refused(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     f = write_dicom(tmp_path / "t.dcm", rng.integers(0, 4096, (64, 64)).astype(np.uint16), bits_stored=12,

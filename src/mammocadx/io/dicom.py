@@ -428,6 +428,9 @@ def _read_dicom(path: Path, apply_voi: bool, force: bool, max_pixels: int) -> Im
         raise DicomError("no Pixel Data" + (f" (only {kinds[0]}, not supported)" if kinds else ""), path)
     tsyntax = ds.file_meta.get("TransferSyntaxUID", None) if hasattr(ds, "file_meta") else None
     ts_name = getattr(tsyntax, "name", str(tsyntax)) if tsyntax else "Implicit VR Little Endian (assumed)"
+    if tsyntax is not None and not getattr(tsyntax, "is_transfer_syntax", True):
+        # pydicom's UID.is_compressed raises ValueError for a UID that names no transfer syntax
+        raise DicomError(f"Transfer Syntax UID {str(tsyntax)[:64]!r} is not a known transfer syntax", path)
     compressed = bool(tsyntax is not None and getattr(tsyntax, "is_compressed", False))
     if compressed:
         from pydicom.pixels import get_decoder
