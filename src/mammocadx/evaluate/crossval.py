@@ -8,7 +8,6 @@ training fold by a fresh head from ``head_factory``.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from threadpoolctl import threadpool_limits
 from mammocadx.evaluate.leakage import FitGuard, forbidden_rows
 from mammocadx.evaluate.metrics import METRICS, binary_metrics, prediction_metrics, summarize
 from mammocadx.evaluate.splits import Split, check_disjoint
+from mammocadx.utils.system import available_cpus
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +77,7 @@ PARALLEL_MIN_SERIAL_S = 8.0
 
 
 def _cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+    return available_cpus()
 
 
 def _auto_jobs(first_fit_s: float, remaining: int) -> int:

@@ -33,7 +33,6 @@ import copy
 import hashlib
 import json
 import logging
-import os
 import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -58,6 +57,7 @@ from mammocadx.features.cache import (
     context_digest,
     entry_key,
 )
+from mammocadx.utils.system import available_cpus
 from mammocadx.utils.versions import dist_version
 
 if TYPE_CHECKING:  # torch is imported where it runs: a run served from the feature cache never loads it
@@ -325,10 +325,7 @@ def _num_threads() -> int:
     torch_mod = sys.modules.get("torch")
     if torch_mod is not None:
         return int(torch_mod.get_num_threads())
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+    return available_cpus()
 
 
 # Runners are built once per process and shared (cross-validation clones, several extractors).

@@ -29,6 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from mammocadx.features.backbones import sha256_file
 from mammocadx.utils.versions import dist_version
 
 #: Libraries whose behaviour shapes the ROI pixels.
@@ -58,7 +59,7 @@ def code_digest() -> str:
 _FILE_DIGESTS: dict[tuple[str, int, int], str] = {}
 
 
-def file_digest(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+def file_digest(path: str | os.PathLike[str]) -> str:
     """SHA-256 of a file's bytes (remembered in this process while its size and mtime stay the same).
 
     Raises
@@ -72,11 +73,7 @@ def file_digest(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     hit = _FILE_DIGESTS.get(memo)
     if hit is not None:
         return hit
-    h = hashlib.sha256()
-    with open(p, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            h.update(block)
-    digest = h.hexdigest()
+    digest = sha256_file(p)
     _FILE_DIGESTS[memo] = digest
     return digest
 
