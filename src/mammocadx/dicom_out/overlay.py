@@ -123,6 +123,7 @@ def build_overlay(
         sc.Laterality = ""
     sc.DerivationDescription = (description or "Grad-CAM evidence map over the analysed ROI")[:1024]
     sc.ImageComments = DISCLAIMER[:10240]
+    sc.ConversionType = "WSD"  # made on a workstation from the source image (highdicom's default: DI)
     sc.BurnedInAnnotation = "NO"
     sc.ManufacturerModelName = algorithm.name[:64]
     sc.SoftwareVersions = algorithm.version[:64]
