@@ -319,7 +319,7 @@ def test_internal_errors_are_json_500(pixels):
 
 
 def test_report_identifies_the_model_from_a_saved_card():
-    from mammocadx.web.app import _card_id
+    from mammocadx.web.card import card_id as _card_id
 
     card = {"name": "mammocadx-paper", "created_utc": "2026-11-26T02:00:00+00:00",
             "software": {"mammocadx": "0.1.0"}, "files": {"head.json": "ab", "arrays.npz": "cd"},
