@@ -28,6 +28,8 @@ FAKE_CARD = {
     "limitations": ["Scores brightness, not malignancy."],
 }
 ROI_CONFIG = RoiConfig(size=64, context=1.5)
+#: Base URL for TestClient: the app answers only to local host names (TestClient's default is "testserver").
+LOCAL = "http://localhost"
 
 
 @dataclass

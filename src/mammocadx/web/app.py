@@ -11,13 +11,13 @@ shell over the library:
   in one worker thread under a timeout and a queue bound);
 - :mod:`mammocadx.web.routes`: the routes;
 
-guarded by :mod:`mammocadx.web.guards` (body size, response headers). Every
+guarded by :mod:`mammocadx.web.guards` (Host and Origin, body size and JSON
+depth, response headers). Every
 error is JSON ``{"detail": sentence, "error": code}`` (:mod:`mammocadx.web.api_errors`).
 """
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -29,12 +29,12 @@ from mammocadx import __version__
 from mammocadx.web.api_errors import install_error_handlers
 from mammocadx.web.card import NOTICE
 from mammocadx.web.config import WebConfig
-from mammocadx.web.guards import BodySizeLimit, SecurityHeaders
+from mammocadx.web.guards import BodySizeLimit, HostOriginGuard, SecurityHeaders
 from mammocadx.web.predictor import CADxPredictor, Predictor
 from mammocadx.web.routes import STATIC_DIR, build_router
 from mammocadx.web.runner import ModelRunner
 from mammocadx.web.schemas import ErrorResponse
-from mammocadx.web.store import ImageStore
+from mammocadx.web.store import ImageStore, make_upload_folder
 
 __all__ = ["WebConfig", "create_app"]
 
@@ -71,7 +71,7 @@ def create_app(model_dir: Path | None = None, predictor: Predictor | None = None
             raise ValueError("create_app needs a model_dir or a predictor")
         predictor = CADxPredictor.load(model_dir)
     cfg = config or WebConfig()
-    tmpdir = Path(tempfile.mkdtemp(prefix="mammocadx-web-"))
+    tmpdir = make_upload_folder()
     store = ImageStore(tmpdir, cfg)
     runner = ModelRunner(predictor, cfg)
 
@@ -105,6 +105,9 @@ def create_app(model_dir: Path | None = None, predictor: Predictor | None = None
     install_error_handlers(app)
     app.include_router(build_router(store, runner, cfg))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    # The last added runs first: headers on every answer, then Host/Origin, then the body caps.
+    app.add_middleware(BodySizeLimit, max_bytes=cfg.max_upload_bytes + 1024 * 1024, limit_shown=cfg.max_upload_bytes,
+                       max_json_bytes=cfg.max_json_bytes, max_json_depth=cfg.max_json_depth)
+    app.add_middleware(HostOriginGuard, hosts=cfg.host_names())
     app.add_middleware(SecurityHeaders)
-    app.add_middleware(BodySizeLimit, max_bytes=cfg.max_upload_bytes + 1024 * 1024, limit_shown=cfg.max_upload_bytes)
     return app
