@@ -21,7 +21,16 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest_web import LESION, LOCAL, FakePredictor, LiveServer, dicom_bytes, png_bytes, synthetic_mammogram
+from conftest_web import (
+    LESION,
+    LOCAL,
+    FakePredictor,
+    LiveServer,
+    dicom_bytes,
+    dicom_with_windows,
+    png_bytes,
+    synthetic_mammogram,
+)
 from mammocadx.errors import ModelError
 from mammocadx.web import WebConfig, create_app
 from mammocadx.web.predictor import CADxPredictor, no_lesion_cache
@@ -53,6 +62,13 @@ def _png_header_only(width: int, height: int, bit_depth: int = 16) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
+def _until(predicate, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
 # ----------------------------------------------------------------------------- 2. bounded JSON bodies
 def test_million_key_json_is_refused_fast_while_healthz_answers():
     """Issue 19 defect 2: 11.9 MB of 1M keys took 18.8 s and froze /healthz; now refused before parsing."""
@@ -74,6 +90,7 @@ def test_million_key_json_is_refused_fast_while_healthz_answers():
         poller = threading.Thread(target=poll)
         poller.start()
         try:
+            _until(lambda: len(health_times) >= 1)
             t0 = time.perf_counter()
             r = http.post("/api/predict", content=body, headers={"content-type": "application/json"})
             elapsed = time.perf_counter() - t0
@@ -82,6 +99,8 @@ def test_million_key_json_is_refused_fast_while_healthz_answers():
             r2 = http.post("/api/predict", content=iter([body[i:i + 65536] for i in range(0, len(body), 65536)]),
                            headers={"content-type": "application/json"})
             elapsed_chunked = time.perf_counter() - t1
+            answered = len(health_times)
+            _until(lambda: len(health_times) >= answered + 2)  # and it goes on answering
         finally:
             stop.set()
             poller.join()
@@ -342,16 +361,7 @@ def test_stability_over_nearby_sizes(pixels):
 
 def test_dicom_viewer_facts(pixels, tmp_path):
     """Laterality, view, pixel spacing and the file's windows reach the page (preview grey levels)."""
-    import pydicom
-
-    path = tmp_path / "a.dcm"
-    dicom_bytes(pixels, path)
-    ds = pydicom.dcmread(path)
-    ds.ImagerPixelSpacing = [0.1, 0.1]
-    ds.WindowCenter = [2048, 1024]
-    ds.WindowWidth = [4096, 2048]
-    ds.WindowCenterWidthExplanation = ["FULL", "SOFT"]
-    ds.save_as(path)
+    path = dicom_with_windows(pixels, tmp_path / "a.dcm", 0.1, {"FULL": (2048, 4096), "SOFT": (1024, 2048)})
     app = create_app(predictor=FakePredictor())
     with _client(app) as c:
         info = _upload(c, path.read_bytes()).json()

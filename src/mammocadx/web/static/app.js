@@ -1,33 +1,43 @@
 // mammocadx reader page: plain JavaScript, no build step, nothing fetched from the internet.
 // Coordinates sent to the server are always full-resolution image pixels (x from the left,
-// y from the top), whatever size the image is displayed at.
+// y from the top), whatever zoom the image is displayed at.
 "use strict";
 
 (() => {
   const $ = (id) => document.getElementById(id);
   const el = {
-    file: $("file-input"), stage: $("stage"), drop: $("dropzone"), wrap: $("canvas-wrap"),
-    img: $("preview"), canvas: $("overlay"), form: $("roi-form"), analyse: $("analyse"),
-    cx: $("roi-cx"), cy: $("roi-cy"), r: $("roi-r"), bx: $("roi-x"), by: $("roi-y"), bw: $("roi-w"), bh: $("roi-h"),
-    circleSet: $("roi-circle"), boxSet: $("roi-box"), modeHint: $("mode-hint"), meta: $("image-meta"),
-    error: $("error"), status: $("status"), result: $("result"), label: $("label"),
+    file: $("file-input"), stage: $("stage"), drop: $("dropzone"), view: $("view"), form: $("roi-form"),
+    analyse: $("analyse"), cx: $("roi-cx"), cy: $("roi-cy"), r: $("roi-r"), bx: $("roi-x"), by: $("roi-y"),
+    bw: $("roi-w"), bh: $("roi-h"), circleSet: $("roi-circle"), boxSet: $("roi-box"), meta: $("image-meta"),
+    error: $("error"), status: $("status"), result: $("result"), resultTitle: $("result-title"), label: $("label"),
     score: $("score-value"), threshold: $("threshold-value"), gaugeMarker: $("gauge-marker"),
-    gaugeThreshold: $("gauge-threshold"), roiImg: $("roi-img"), camImg: $("cam-img"), camNote: $("cam-note"),
-    download: $("download-report"), modelTag: $("model-tag"),
+    gaugeThreshold: $("gauge-threshold"), roiImg: $("roi-img"), roiCaption: $("roi-caption"), camImg: $("cam-img"),
+    camNote: $("cam-note"), download: $("download-report"), downloadHtml: $("download-html"), modelTag: $("model-tag"),
     cardId: $("card-id"), cardVersion: $("card-version"), cardUse: $("card-use"), cardLimits: $("card-limits"),
-    cardJson: $("card-json"), cardCreated: $("card-created"), cardTraining: $("card-training"), camOnImage: $("cam-on-image"),
+    cardJson: $("card-json"), cardCreated: $("card-created"), cardTraining: $("card-training"),
+    camOnImage: $("cam-on-image"), camOpacity: $("cam-opacity"), invert: $("invert"), preset: $("wl-preset"),
+    zoomFit: $("zoom-fit"), zoom1: $("zoom-1"), zoomIn: $("zoom-in"), zoomOut: $("zoom-out"),
+    zoomLevel: $("zoom-level"), wlReadout: $("wl-readout"), marksCard: $("marks-card"), marks: $("marks"),
+    stability: $("stability"), stabilityRows: $("stability-rows"), stabilityNote: $("stability-note"),
+    performance: $("performance"), performanceText: $("performance-text"),
   };
 
+  const MIN_RADIUS = 2;
   const state = {
-    image: null,        // ImageInfo from /api/image
-    roi: null,          // {cx,cy,r} or {x,y,w,h} in image pixels
-    crop: null,         // [cx, cy, side] of the square the model cut
-    report: null,
-    drag: null,         // {x0, y0, x1, y1} in image pixels while dragging
-    camImage: null,     // decoded Grad-CAM overlay, drawn back on the mammogram in its crop square
-    busy: false,
-    requestSeq: 0,
-    maxUpload: null,    // bytes, from /healthz: bigger files are refused before they are sent
+    image: null,        // ImageInfo from /api/image (null when none, or after the server forgot it)
+    imageName: "",
+    gone: false,        // the server evicted the image (404): marks cannot be analysed until it is opened again
+    marks: [],          // {n, roi, status: pending|done|failed, out, error, camImage, showHeat}
+    current: null,      // the mark whose result the card shows
+    nextMark: 1,
+    seq: 0,             // request counter: only the newest request may show its outcome
+    drag: null,         // a gesture in progress
+    view: { scale: 1, ox: 0, oy: 0 },   // screen (CSS px) = o + image px * scale
+    wl: { c: 127.5, w: 255 },          // window over the preview's grey levels
+    src: null,          // Uint8ClampedArray of the preview's grey levels
+    base: null,         // offscreen canvas: the preview after window/level and invert
+    card: {},
+    maxUpload: null,
   };
 
   // ---------- helpers ----------
@@ -35,6 +45,8 @@
   const fmt = (v, d = 2) => (v >= 0 ? "+" : "\u2212") + Math.abs(v).toFixed(d);
   const round1 = (v) => Math.round(v * 10) / 10;
   const fmtBytes = (n) => (n >= 1048576 ? (n / 1048576).toFixed(1) + " MiB" : (n / 1024).toFixed(1) + " kB");
+  const side = (score, thr) => (score > thr ? "above" : "at or below");
+  const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 
   function showError(message) {
     el.error.textContent = message;
@@ -51,7 +63,9 @@
     try {
       resp = await fetch(url, options);
     } catch (err) {
-      throw new Error("The server cannot be reached (" + err.message + "). Is 'mammocadx serve' still running?");
+      const e = new Error("The server cannot be reached (" + err.message + "). Is 'mammocadx serve' still running?");
+      e.status = 0;
+      throw e;
     }
     let body = null;
     try { body = await resp.json(); } catch (_) { body = null; }
@@ -60,9 +74,25 @@
         : resp.statusText;
       const err = new Error(detail + " (HTTP " + resp.status + ")");
       err.status = resp.status;
+      err.code = body && body.error;
+      err.detail = detail;
       throw err;
     }
     return body;
+  }
+
+  // What a failed analysis means for the reader, in words.
+  function describe(err) {
+    switch (err.status) {
+      case 0: return err.message;
+      case 404: return "The server no longer has this image (it keeps only the most recent ones and forgets them " +
+        "when it restarts). Open the image again to go on.";
+      case 413: return "Refused as too large: " + err.detail;
+      case 422: return "The mark was refused: " + err.detail;
+      case 503: return "The server is busy: " + err.detail;
+      case 504: return "The analysis took too long and was abandoned: " + err.detail;
+      default: return "The analysis failed: " + err.message;
+    }
   }
 
   // ---------- model card ----------
@@ -84,9 +114,30 @@
     }
   }
 
+  function performanceText(card) {
+    const m = card && card.metrics;
+    if (!m || typeof m !== "object") return "";
+    const parts = [];
+    const num = (v) => (typeof v === "number" ? v.toFixed(3) : null);
+    const auc = m.auc;
+    if (auc !== undefined) {
+      let t = "AUC " + (typeof auc === "object" ? (num(auc.mean) || "?") + (auc.sd !== undefined ? " ± " + num(auc.sd) : "") : num(auc));
+      const ci = m.auc_ci95 || m.auc_ci;
+      if (Array.isArray(ci) && ci.length === 2) t += " (95 % CI " + num(ci[0]) + "–" + num(ci[1]) + ")";
+      parts.push(t);
+    }
+    for (const k of ["sensitivity", "specificity"]) {
+      const v = m[k];
+      if (v !== undefined) parts.push(k + " " + (typeof v === "object" ? num(v.mean) : num(v)));
+    }
+    if (m.protocol) parts.push(String(m.protocol));
+    return parts.join("; ");
+  }
+
   async function loadModel() {
     try {
       const card = await callApi("/api/model");
+      state.card = card;
       const id = card.id || card.model_id || card.name || "unnamed model";
       el.cardId.textContent = id;
       const madeWith = (card.software && card.software.mammocadx) || card.mammocadx_version;
@@ -122,29 +173,55 @@
     form.append("file", file, "upload");  // the server never uses the client's file name
     try {
       const info = await callApi("/api/image", { method: "POST", body: form });
-      // Only a good file replaces the case on screen; a bad one leaves the previous case as it was.
-      state.requestSeq++;
-      state.image = info; state.roi = null; state.crop = null; state.report = null; state.camImage = null;
-      el.result.hidden = true;
-      el.analyse.disabled = true;
-      el.img.onload = () => { el.drop.hidden = true; el.wrap.hidden = false; resizeCanvas(); };
-      el.img.src = "data:image/png;base64," + info.preview_png;
-      el.drop.hidden = true;
-      el.wrap.hidden = false;
-      el.meta.textContent = file.name + " · " + info.format.toUpperCase() + " · " + info.width + " × " + info.height +
-        " px · " + info.bit_depth + "-bit · SHA-256 " + info.sha256.slice(0, 12) + "…";
-      setStatus(mode() === "circle" ? "Click the centre of the lesion, or drag out its radius."
-        : "Drag a box around the lesion.");
-      el.r.max = Math.max(info.width, info.height);
-      // A click's default radius: 4 % of the image's longer side (about a mini-MIAS mass at 1024 px).
-      el.r.value = Math.max(4, Math.round(0.04 * Math.max(info.width, info.height)));
-      draw();
+      await openImage(info, file.name);
     } catch (err) {
       setStatus(state.image ? "The previous image is still open." : "Open a mammogram to begin.");
       showError(file.name + ": " + err.message);
     } finally {
       el.file.value = "";
     }
+  }
+
+  async function openImage(info, name) {
+    const img = new Image();
+    img.src = "data:image/png;base64," + info.preview_png;
+    await img.decode();
+    // Only a good file replaces the case on screen; a bad one leaves the previous case as it was.
+    state.seq++;
+    state.image = info; state.imageName = name; state.gone = false;
+    state.marks = []; state.current = null; state.nextMark = 1;
+    const c = document.createElement("canvas");
+    c.width = info.preview_width; c.height = info.preview_height;
+    const ctx = c.getContext("2d");
+    ctx.drawImage(img, 0, 0);
+    const rgba = ctx.getImageData(0, 0, c.width, c.height);
+    state.src = new Uint8ClampedArray(c.width * c.height);
+    for (let i = 0; i < state.src.length; i++) state.src[i] = rgba.data[4 * i];
+    state.base = c;
+    state.baseData = rgba;
+    el.preset.textContent = "";
+    for (const [i, w] of (info.windows || [{ name: "As read", center: 127.5, width: 255 }]).entries()) {
+      const opt = document.createElement("option");
+      opt.value = String(i); opt.textContent = w.name;
+      el.preset.appendChild(opt);
+    }
+    el.invert.checked = false;
+    applyPreset(0);
+    clearResult();
+    renderMarks();
+    el.drop.hidden = true;
+    el.view.hidden = false;
+    const where = [info.laterality, info.view].filter(Boolean).join(" ");
+    el.meta.textContent = name + " · " + info.format.toUpperCase() + " · " + info.width + " × " + info.height +
+      " px · " + info.bit_depth + "-bit" + (where ? " · " + where : "") +
+      (info.pixel_spacing_mm ? " · " + info.pixel_spacing_mm[1] + " mm/px" : "") +
+      " · SHA-256 " + info.sha256.slice(0, 12) + "…";
+    setStatus(mode() === "box" ? "Drag a box around the lesion." : "Click the centre of the lesion, or drag out its radius.");
+    el.r.max = Math.max(info.width, info.height) / 2;
+    // A click's default radius: 4 % of the image's longer side (about a mini-MIAS mass at 1024 px).
+    el.r.value = Math.max(MIN_RADIUS, Math.round(0.04 * Math.max(info.width, info.height)));
+    resize();
+    fit();
   }
 
   el.file.addEventListener("change", () => upload(el.file.files[0]));
@@ -157,231 +234,556 @@
     if (e.dataTransfer.files.length) upload(e.dataTransfer.files[0]);
   });
 
-  // ---------- coordinates and drawing ----------
-  function toImage(evt) {
-    // Map a pointer position on the displayed image to full-resolution image pixels.
-    const rect = el.img.getBoundingClientRect();
-    const sx = state.image.width / rect.width, sy = state.image.height / rect.height;
-    const x = Math.min(Math.max(evt.clientX - rect.left, 0), rect.width - 0.001) * sx;
-    const y = Math.min(Math.max(evt.clientY - rect.top, 0), rect.height - 0.001) * sy;
-    return { x, y };
+  // ---------- window / level ----------
+  function applyPreset(i) {
+    const w = (state.image.windows || [])[i] || { center: 127.5, width: 255 };
+    state.wl = { c: w.center, w: w.width };
+    el.preset.value = String(i);
+    renderBase();
   }
 
-  function resizeCanvas() {
-    const rect = el.img.getBoundingClientRect();
-    const dpr = window.devicePixelRatio || 1;
-    el.canvas.width = Math.round(rect.width * dpr);
-    el.canvas.height = Math.round(rect.height * dpr);
+  function renderBase() {
+    if (!state.src) return;
+    const lut = new Uint8ClampedArray(256);
+    const lo = state.wl.c - state.wl.w / 2;
+    for (let v = 0; v < 256; v++) {
+      let y = Math.round(((v - lo) / state.wl.w) * 255);
+      y = Math.max(0, Math.min(255, y));
+      lut[v] = el.invert.checked ? 255 - y : y;
+    }
+    const d = state.baseData.data, s = state.src;
+    for (let i = 0, j = 0; i < s.length; i++, j += 4) {
+      const y = lut[s[i]];
+      d[j] = y; d[j + 1] = y; d[j + 2] = y; d[j + 3] = 255;
+    }
+    state.base.getContext("2d").putImageData(state.baseData, 0, 0);
+    el.wlReadout.textContent = "W " + Math.round(state.wl.w) + " · L " + Math.round(state.wl.c) + (el.invert.checked ? " · inverted" : "");
+    el.wlReadout.hidden = false;
     draw();
   }
-  window.addEventListener("resize", resizeCanvas);
+
+  el.preset.addEventListener("change", () => applyPreset(parseInt(el.preset.value, 10) || 0));
+  el.invert.addEventListener("change", renderBase);
+
+  // ---------- zoom and pan ----------
+  function viewSize() {
+    const r = el.view.getBoundingClientRect();
+    return { w: r.width, h: r.height };
+  }
+
+  function resize() {
+    const { w, h } = viewSize();
+    const dpr = window.devicePixelRatio || 1;
+    el.view.width = Math.max(1, Math.round(w * dpr));
+    el.view.height = Math.max(1, Math.round(h * dpr));
+    draw();
+  }
+  window.addEventListener("resize", resize);
+
+  function fit() {
+    if (!state.image) return;
+    const { w, h } = viewSize();
+    const s = Math.min(w / state.image.width, h / state.image.height);
+    state.view = { scale: s, ox: (w - state.image.width * s) / 2, oy: (h - state.image.height * s) / 2 };
+    draw();
+  }
+
+  function zoomAt(factor, sx, sy) {
+    if (!state.image) return;
+    const v = state.view;
+    const s = Math.min(Math.max(v.scale * factor, 0.02), 16);
+    const ix = (sx - v.ox) / v.scale, iy = (sy - v.oy) / v.scale;
+    state.view = { scale: s, ox: sx - ix * s, oy: sy - iy * s };
+    draw();
+  }
+
+  function zoomTo(scale) {
+    const { w, h } = viewSize();
+    zoomAt(scale / state.view.scale, w / 2, h / 2);
+  }
+
+  el.zoomFit.addEventListener("click", fit);
+  el.zoom1.addEventListener("click", () => zoomTo(1 / (window.devicePixelRatio || 1)));
+  el.zoomIn.addEventListener("click", () => zoomTo(state.view.scale * 1.5));
+  el.zoomOut.addEventListener("click", () => zoomTo(state.view.scale / 1.5));
+  el.view.addEventListener("wheel", (e) => {
+    e.preventDefault();
+    const r = el.view.getBoundingClientRect();
+    zoomAt(Math.pow(1.0015, -e.deltaY), e.clientX - r.left, e.clientY - r.top);
+  }, { passive: false });
+
+  // ---------- coordinates and drawing ----------
+  function toImage(evt) {
+    const r = el.view.getBoundingClientRect();
+    const v = state.view;
+    const x = ((evt.clientX - r.left) - v.ox) / v.scale, y = ((evt.clientY - r.top) - v.oy) / v.scale;
+    return { x: Math.min(Math.max(x, 0), state.image.width - 0.01), y: Math.min(Math.max(y, 0), state.image.height - 0.01),
+      inside: x >= 0 && y >= 0 && x < state.image.width && y < state.image.height };
+  }
+
+  function currentMark() { return state.marks.find((m) => m.n === state.current) || null; }
+
+  function niceLength(mm) {
+    for (const v of [1, 2, 5, 10, 20, 50, 100, 200]) if (v >= mm) return v;
+    return 200;
+  }
 
   function draw() {
-    const ctx = el.canvas.getContext("2d");
-    ctx.setTransform(1, 0, 0, 1, 0, 0);
-    ctx.clearRect(0, 0, el.canvas.width, el.canvas.height);
-    if (!state.image) return;
-    const k = el.canvas.width / state.image.width;  // canvas pixels per image pixel
+    const ctx = el.view.getContext("2d");
     const dpr = window.devicePixelRatio || 1;
-    ctx.lineWidth = 2 * dpr;
-    if (state.crop && state.camImage && el.camOnImage.checked && !state.drag) {
-      const [cx, cy, side] = state.crop;
-      ctx.globalAlpha = 0.7;
-      ctx.drawImage(state.camImage, (cx - side / 2) * k, (cy - side / 2) * k, side * k, side * k);
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.fillStyle = "#101418";
+    ctx.fillRect(0, 0, el.view.width, el.view.height);
+    if (!state.image || !state.base) return;
+    const v = state.view;
+    // What a test (or a script) needs to map image pixels to the screen.
+    el.view.dataset.scale = String(v.scale); el.view.dataset.ox = String(v.ox); el.view.dataset.oy = String(v.oy);
+    el.zoomLevel.textContent = Math.round(v.scale * dpr * 100) + " %";
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.imageSmoothingEnabled = v.scale * dpr < 2;
+    ctx.drawImage(state.base, v.ox, v.oy, state.image.width * v.scale, state.image.height * v.scale);
+    const X = (x) => v.ox + x * v.scale, Y = (y) => v.oy + y * v.scale;
+    // Heat-maps of the marks, at the chosen opacity, in the square each was cut from.
+    if (el.camOnImage.checked && !state.drag) {
+      ctx.globalAlpha = parseInt(el.camOpacity.value, 10) / 100;
+      for (const m of state.marks) {
+        if (m.status === "done" && m.camImage && m.showHeat) {
+          const [cx, cy, s] = m.out.crop;
+          ctx.drawImage(m.camImage, X(cx - s / 2), Y(cy - s / 2), s * v.scale, s * v.scale);
+        }
+      }
       ctx.globalAlpha = 1;
     }
-    if (state.crop) {  // the square the model actually cut (with its context margin)
-      const [cx, cy, side] = state.crop;
-      ctx.setLineDash([6 * dpr, 5 * dpr]);
+    const cur = currentMark();
+    if (cur && cur.status === "done") {  // the square the model actually cut (with its context margin)
+      const [cx, cy, s] = cur.out.crop;
+      ctx.setLineDash([6, 5]);
       ctx.strokeStyle = "rgba(120, 200, 230, 0.9)";
-      ctx.strokeRect((cx - side / 2) * k, (cy - side / 2) * k, side * k, side * k);
+      ctx.lineWidth = 1.5;
+      ctx.strokeRect(X(cx - s / 2), Y(cy - s / 2), s * v.scale, s * v.scale);
       ctx.setLineDash([]);
     }
-    const roi = state.drag ? dragRoi(state.drag) : state.roi;
-    if (!roi) return;
-    ctx.strokeStyle = "#ffd24a";
-    ctx.shadowColor = "rgba(0,0,0,0.7)";
-    ctx.shadowBlur = 3 * dpr;
-    if ("r" in roi) {
-      ctx.beginPath();
-      ctx.arc(roi.cx * k, roi.cy * k, Math.max(roi.r * k, 2 * dpr), 0, 2 * Math.PI);
-      ctx.stroke();
-      ctx.beginPath();
-      ctx.moveTo(roi.cx * k - 6 * dpr, roi.cy * k); ctx.lineTo(roi.cx * k + 6 * dpr, roi.cy * k);
-      ctx.moveTo(roi.cx * k, roi.cy * k - 6 * dpr); ctx.lineTo(roi.cx * k, roi.cy * k + 6 * dpr);
-      ctx.stroke();
-    } else {
-      ctx.strokeRect(roi.x * k, roi.y * k, roi.w * k, roi.h * k);
+    const shapes = state.marks.map((m) => ({ roi: m.roi, n: m.n, on: m.n === state.current, failed: m.status === "failed" }));
+    if (state.drag && state.drag.kind === "mark") shapes.push({ roi: dragRoi(state.drag), n: null, on: true });
+    ctx.shadowColor = "rgba(0,0,0,0.8)";
+    ctx.shadowBlur = 3;
+    for (const s of shapes) {
+      const roi = s.roi;
+      ctx.strokeStyle = s.failed ? "#ff8a65" : s.on ? "#ffd24a" : "rgba(255, 210, 74, 0.55)";
+      ctx.lineWidth = s.on ? 2 : 1.5;
+      let lx, ly;
+      if ("r" in roi) {
+        ctx.beginPath();
+        ctx.arc(X(roi.cx), Y(roi.cy), Math.max(roi.r * v.scale, 2), 0, 2 * Math.PI);
+        ctx.stroke();
+        ctx.beginPath();
+        ctx.moveTo(X(roi.cx) - 5, Y(roi.cy)); ctx.lineTo(X(roi.cx) + 5, Y(roi.cy));
+        ctx.moveTo(X(roi.cx), Y(roi.cy) - 5); ctx.lineTo(X(roi.cx), Y(roi.cy) + 5);
+        ctx.stroke();
+        lx = X(roi.cx + roi.r * 0.72) + 4; ly = Y(roi.cy - roi.r * 0.72) - 4;
+      } else {
+        ctx.strokeRect(X(roi.x), Y(roi.y), roi.w * v.scale, roi.h * v.scale);
+        lx = X(roi.x + roi.w) + 4; ly = Y(roi.y) - 4;
+      }
+      if (s.n !== null) {
+        ctx.fillStyle = ctx.strokeStyle;
+        ctx.font = "600 13px system-ui, sans-serif";
+        ctx.fillText("#" + s.n, lx, ly);
+      }
+    }
+    ctx.shadowBlur = 0;
+    drawAnnotations(ctx);
+  }
+
+  function drawAnnotations(ctx) {
+    const { w, h } = viewSize();
+    const info = state.image;
+    ctx.font = "600 18px system-ui, sans-serif";
+    ctx.fillStyle = "#e8edf2";
+    ctx.shadowColor = "rgba(0,0,0,0.9)";
+    ctx.shadowBlur = 4;
+    const where = [info.laterality, info.view].filter(Boolean).join(" ");
+    if (where) ctx.fillText(where, 12, 26);
+    ctx.font = "12px system-ui, sans-serif";
+    if (info.pixel_spacing_mm) {
+      const mmPerScreenPx = info.pixel_spacing_mm[1] / state.view.scale;
+      const mm = niceLength(120 * mmPerScreenPx);
+      const len = mm / mmPerScreenPx;
+      ctx.fillRect(w - 16 - len, h - 20, len, 3);
+      ctx.fillRect(w - 16 - len, h - 26, 2, 9);
+      ctx.fillRect(w - 18, h - 26, 2, 9);
+      ctx.fillText(mm + " mm", w - 16 - len, h - 30);
     }
     ctx.shadowBlur = 0;
   }
 
   function dragRoi(d) {
-    if (mode() === "box") {
+    if (d.shape === "box") {
       const x = Math.min(d.x0, d.x1), y = Math.min(d.y0, d.y1);
-      return { x: round1(x), y: round1(y), w: round1(Math.max(Math.abs(d.x1 - d.x0), 1)), h: round1(Math.max(Math.abs(d.y1 - d.y0), 1)) };
+      return { x: round1(x), y: round1(y), w: round1(Math.max(Math.abs(d.x1 - d.x0), 2 * MIN_RADIUS)),
+        h: round1(Math.max(Math.abs(d.y1 - d.y0), 2 * MIN_RADIUS)) };
     }
     const r = Math.hypot(d.x1 - d.x0, d.y1 - d.y0);
-    return { cx: round1(d.x0), cy: round1(d.y0), r: round1(Math.max(r, 1)) };
+    return { cx: round1(d.x0), cy: round1(d.y0), r: round1(Math.max(r, MIN_RADIUS)) };
   }
 
-  function displayDistance(d) {
-    const rect = el.img.getBoundingClientRect();
-    return Math.hypot(d.x1 - d.x0, d.y1 - d.y0) * rect.width / state.image.width;
-  }
-
-  el.canvas.addEventListener("pointerdown", (e) => {
-    if (!state.image || e.button !== 0) return;
+  el.view.addEventListener("contextmenu", (e) => e.preventDefault());
+  el.view.addEventListener("pointerdown", (e) => {
+    if (!state.image) return;
     e.preventDefault();
-    el.canvas.setPointerCapture(e.pointerId);
-    const p = toImage(e);
-    state.drag = { x0: p.x, y0: p.y, x1: p.x, y1: p.y };
+    el.view.setPointerCapture(e.pointerId);
+    const tool = e.button === 0 ? mode() : "pan";
+    if (tool === "pan") {
+      state.drag = { kind: "pan", sx: e.clientX, sy: e.clientY, ox: state.view.ox, oy: state.view.oy };
+    } else if (tool === "window") {
+      state.drag = { kind: "window", sx: e.clientX, sy: e.clientY, c: state.wl.c, w: state.wl.w };
+    } else {
+      const p = toImage(e);
+      if (!p.inside) return;
+      state.drag = { kind: "mark", shape: tool, x0: p.x, y0: p.y, x1: p.x, y1: p.y, sx: e.clientX, sy: e.clientY };
+    }
   });
-  el.canvas.addEventListener("pointermove", (e) => {
-    if (!state.drag) return;
-    const p = toImage(e);
-    state.drag.x1 = p.x; state.drag.y1 = p.y;
-    draw();
-  });
-  el.canvas.addEventListener("pointerup", (e) => {
-    if (!state.drag) return;
+  el.view.addEventListener("pointermove", (e) => {
     const d = state.drag;
+    if (!d) return;
+    if (d.kind === "pan") {
+      state.view.ox = d.ox + (e.clientX - d.sx); state.view.oy = d.oy + (e.clientY - d.sy);
+      draw();
+    } else if (d.kind === "window") {
+      state.wl = { w: Math.min(Math.max(d.w + (e.clientX - d.sx), 1), 1024), c: d.c - (e.clientY - d.sy) };
+      renderBase();
+    } else {
+      const p = toImage(e);
+      d.x1 = p.x; d.y1 = p.y;
+      draw();
+    }
+  });
+  el.view.addEventListener("pointerup", (e) => {
+    const d = state.drag;
+    if (!d) return;
+    state.drag = null;
+    if (d.kind !== "mark") { draw(); return; }
     const p = toImage(e);
     d.x1 = p.x; d.y1 = p.y;
-    state.drag = null;
-    const isClick = displayDistance(d) < 5;
     let roi;
-    if (isClick) {
+    if (Math.hypot(e.clientX - d.sx, e.clientY - d.sy) < 5) {
       // A click marks the centre; the radius is the one in the form (or, for a box, a square of that radius).
-      const r = Math.max(parseFloat(el.r.value) || 40, 1);
-      roi = mode() === "box" ? { x: round1(d.x0 - r), y: round1(d.y0 - r), w: round1(2 * r), h: round1(2 * r) }
+      const r = Math.max(parseFloat(el.r.value) || 40, MIN_RADIUS);
+      roi = d.shape === "box" ? { x: round1(d.x0 - r), y: round1(d.y0 - r), w: round1(2 * r), h: round1(2 * r) }
         : { cx: round1(d.x0), cy: round1(d.y0), r: round1(r) };
     } else {
       roi = dragRoi(d);
     }
-    setRoi(roi);
-    analyse();
+    addMark(roi);
   });
-  el.canvas.addEventListener("pointercancel", () => { state.drag = null; draw(); });
-
+  el.view.addEventListener("pointercancel", () => { state.drag = null; draw(); });
   el.camOnImage.addEventListener("change", draw);
+  el.camOpacity.addEventListener("input", draw);
 
-  function setRoi(roi) {
-    state.roi = roi;
-    state.crop = null;
-    state.camImage = null;
+  // ---------- marks ----------
+  function fillForm(roi) {
     if ("r" in roi) {
       el.cx.value = roi.cx; el.cy.value = roi.cy; el.r.value = roi.r;
     } else {
       el.bx.value = roi.x; el.by.value = roi.y; el.bw.value = roi.w; el.bh.value = roi.h;
     }
-    el.analyse.disabled = !state.image;
+  }
+
+  function addMark(roi) {
+    const m = { n: state.nextMark++, roi, status: "pending", out: null, error: null, camImage: null, showHeat: true };
+    state.marks.push(m);
+    state.current = m.n;
+    fillForm(roi);
+    renderMarks();
+    draw();
+    analyse(m);
+  }
+
+  function roiText(roi) {
+    const mm = state.image && state.image.pixel_spacing_mm ? state.image.pixel_spacing_mm[1] : null;
+    if ("r" in roi) return "circle at (" + roi.cx + ", " + roi.cy + "), r " + roi.r + " px" + (mm ? " (" + (roi.r * mm).toFixed(1) + " mm)" : "");
+    return "box " + roi.w + " × " + roi.h + " px at (" + roi.x + ", " + roi.y + ")" +
+      (mm ? " (" + (roi.w * mm).toFixed(1) + " × " + (roi.h * mm).toFixed(1) + " mm)" : "");
+  }
+
+  function renderMarks() {
+    el.marks.textContent = "";
+    el.marksCard.hidden = state.marks.length === 0;
+    for (const m of state.marks) {
+      const li = document.createElement("li");
+      li.className = "mark" + (m.n === state.current ? " current" : "") + " " + m.status;
+      li.dataset.mark = String(m.n);
+      const head = document.createElement("button");
+      head.type = "button";
+      head.className = "mark-select";
+      head.textContent = "#" + m.n + " · " + roiText(m.roi);
+      head.addEventListener("click", () => selectMark(m.n));
+      const res = document.createElement("span");
+      res.className = "mark-result";
+      res.textContent = m.status === "pending" ? "analysing…" : m.status === "failed" ? "failed: " + m.error
+        : "score " + fmt(m.out.score) + ", " + side(m.out.score, m.out.threshold) + " the operating point";
+      li.append(head, res);
+      if (m.status === "done" && m.camImage) {
+        const t = document.createElement("label");
+        t.className = "mark-heat";
+        const cb = document.createElement("input");
+        cb.type = "checkbox"; cb.checked = m.showHeat;
+        cb.addEventListener("change", () => { m.showHeat = cb.checked; draw(); });
+        t.append(cb, " heat-map");
+        li.append(t);
+      }
+      const rm = document.createElement("button");
+      rm.type = "button"; rm.className = "mark-remove"; rm.textContent = "×"; rm.title = "Remove this mark";
+      rm.addEventListener("click", () => removeMark(m.n));
+      li.append(rm);
+      el.marks.appendChild(li);
+    }
+  }
+
+  function selectMark(n) {
+    state.current = n;
+    const m = currentMark();
+    if (m) fillForm(m.roi);
+    if (m && m.status === "done") { showResult(m); } else { clearResult(); }
+    if (m && m.status === "failed") showError("Mark #" + m.n + ": " + m.error);
+    renderMarks();
     draw();
   }
 
+  function removeMark(n) {
+    state.marks = state.marks.filter((m) => m.n !== n);
+    if (state.current === n) { state.current = null; clearResult(); }
+    renderMarks();
+    draw();
+  }
+
+  // ---------- the form ----------
   function roiFromForm() {
-    const v = (input) => parseFloat(input.value);
+    const v = (input) => (input.value.trim() === "" ? NaN : Number(input.value));
     if (mode() === "box") {
       const roi = { x: v(el.bx), y: v(el.by), w: v(el.bw), h: v(el.bh) };
-      return Object.values(roi).every(Number.isFinite) ? roi : null;
+      if (!Object.values(roi).every(Number.isFinite)) return { error: "Enter the box as numbers (image pixels)." };
+      if (roi.w < 2 * MIN_RADIUS || roi.h < 2 * MIN_RADIUS) return { error: "The box must be at least " + 2 * MIN_RADIUS + " pixels wide and high." };
+      return { roi };
     }
     const roi = { cx: v(el.cx), cy: v(el.cy), r: v(el.r) };
-    return Object.values(roi).every(Number.isFinite) ? roi : null;
+    if (!Object.values(roi).every(Number.isFinite)) return { error: "Enter the lesion position and radius as numbers (image pixels)." };
+    if (roi.r < MIN_RADIUS) return { error: "The radius must be at least " + MIN_RADIUS + " pixels." };
+    return { roi };
   }
 
   for (const radio of document.querySelectorAll('input[name="mode"]')) {
     radio.addEventListener("change", () => {
-      const box = mode() === "box";
-      el.boxSet.hidden = !box;
-      el.circleSet.hidden = box;
-      el.modeHint.textContent = box ? "Drag a box around the lesion." : "Click the lesion centre, or drag out its radius.";
-      state.roi = roiFromForm();
-      draw();
+      const m = mode();
+      if (m === "box" || m === "circle") {
+        el.boxSet.hidden = m !== "box";
+        el.circleSet.hidden = m === "box";
+      }
+      el.view.dataset.tool = m;
     });
   }
   for (const input of [el.cx, el.cy, el.r, el.bx, el.by, el.bw, el.bh]) {
     input.addEventListener("input", () => {
-      const roi = roiFromForm();
-      if (roi) { state.roi = roi; state.crop = null; state.camImage = null; draw(); }
-      el.analyse.disabled = !state.image || !roi;
+      // Typed numbers are a new ROI: the card of the previous one goes (Analyse scores the new one, or says why not).
+      const got = roiFromForm();
+      const shown = state.shown && state.shown.roi;
+      if (shown && (got.error || JSON.stringify(got.roi) !== JSON.stringify(shown))) {
+        clearResult();
+        state.current = null;
+        renderMarks(); draw();
+        setStatus("Press Analyse to score the typed ROI.");
+      }
     });
   }
   el.form.addEventListener("submit", (e) => {
     e.preventDefault();
-    const roi = roiFromForm();
-    if (!roi) { showError("Enter the lesion position and size as numbers (image pixels)."); return; }
-    setRoi(roi);
-    analyse();
+    if (!state.image) return;
+    const got = roiFromForm();
+    if (got.error) {
+      clearResult();  // whatever is on the card belongs to another ROI than the one typed
+      state.current = null;
+      renderMarks(); draw();
+      showError(got.error);
+      return;
+    }
+    addMark(got.roi);
   });
 
   // ---------- prediction ----------
-  async function analyse() {
-    if (!state.image || !state.roi) return;
-    const seq = ++state.requestSeq;
+  function clearResult() {
+    el.result.hidden = true;
+    el.label.textContent = ""; el.label.dataset.label = "";
+    el.score.textContent = "–"; el.threshold.textContent = "–";
+    el.roiImg.removeAttribute("src"); el.camImg.removeAttribute("src");
+    el.download.disabled = true; el.downloadHtml.disabled = true;
+    state.shown = null;
+  }
+
+  async function analyse(m) {
+    clearResult();
     showError("");
-    setStatus("Analysing the lesion…", true);
+    if (state.gone) {
+      m.status = "failed"; m.error = "the server no longer has this image";
+      renderMarks();
+      showError(describe({ status: 404 }));
+      return;
+    }
+    const seq = ++state.seq;
+    const image = state.image;
+    setStatus("Analysing mark #" + m.n + "…", true);
     el.analyse.disabled = true;
     try {
       const out = await callApi("/api/predict", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ image_id: state.image.image_id, roi: state.roi, explain: true }),
+        body: JSON.stringify({ image_id: image.image_id, roi: m.roi, explain: true, stability: true }),
       });
-      if (seq !== state.requestSeq) return;  // a newer mark superseded this request
-      showResult(out);
-      setStatus("Done in " + Math.round(out.elapsed_ms) + " ms. Mark again to re-analyse.");
+      if (image !== state.image) return;  // another image was opened meanwhile
+      m.out = out; m.status = "done";
+      if (out.cam_png) {
+        const cam = new Image();
+        cam.src = "data:image/png;base64," + out.cam_png;
+        await cam.decode().catch(() => null);
+        m.camImage = cam;
+      }
+      renderMarks();
+      if (seq !== state.seq || state.current !== m.n) { draw(); return; }  // a newer request owns the card
+      showResult(m);
+      setStatus("Mark #" + m.n + " done in " + Math.round(out.elapsed_ms) + " ms. Mark again to add a lesion.");
     } catch (err) {
-      if (seq !== state.requestSeq) return;
-      setStatus("");
-      showError(err.message);
-      if (err.status === 404) { state.image = null; }
+      if (image !== state.image) return;
+      m.status = "failed"; m.error = err.status === 404 ? "the server no longer has this image" : (err.detail || err.message);
+      if (err.status === 404) state.gone = true;
+      renderMarks();
+      draw();
+      if (seq !== state.seq) return;
+      setStatus(err.status === 404 ? "Open the image again to go on." : "Mark #" + m.n + " was not analysed.");
+      showError(describe(err));
     } finally {
-      if (seq === state.requestSeq) el.analyse.disabled = !state.image;
+      if (seq === state.seq) el.analyse.disabled = !state.image || state.gone;
     }
   }
 
-  function showResult(out) {
-    state.crop = out.crop;
-    state.report = out.report;
+  function showResult(m) {
+    const out = m.out;
+    state.shown = m;
     el.result.hidden = false;
-    const malignant = out.label === "malignant";
-    el.label.dataset.label = out.label;
-    el.label.textContent = malignant ? "Malignant side of the operating point" : "Benign side of the operating point";
+    el.resultTitle.textContent = "Result for mark #" + m.n;
+    const above = out.score > out.threshold;
+    el.label.dataset.label = above ? "above" : "below";
+    el.label.textContent = above ? "Score above the operating point (the model leans malignant)"
+      : "Score at or below the operating point (the model leans benign)";
     el.score.textContent = fmt(out.score);
     el.threshold.textContent = fmt(out.threshold);
-    // Gauge: a symmetric scale around the operating point, wide enough to show the score.
     const span = Math.max(2, Math.abs(out.score - out.threshold) * 1.25);
     const pos = (v) => 50 + 50 * Math.max(-1, Math.min(1, (v - out.threshold) / span));
     el.gaugeThreshold.style.left = "50%";
     el.gaugeMarker.style.left = pos(out.score) + "%";
+    // Stability: the same centre at nearby sizes.
+    el.stabilityRows.textContent = "";
+    if (out.stability && out.stability.length) {
+      for (const p of out.stability) {
+        const tr = document.createElement("tr");
+        if (p.scale === 1) tr.className = "marked";
+        for (const t of ["× " + p.scale.toFixed(1), fmt(p.score), side(p.score, out.threshold)]) {
+          const td = document.createElement("td"); td.textContent = t; tr.appendChild(td);
+        }
+        el.stabilityRows.appendChild(tr);
+      }
+      const sides = new Set(out.stability.map((p) => p.score > out.threshold));
+      el.stabilityNote.textContent = sides.size === 1
+        ? "The side of the operating point is the same at all " + out.stability.length + " sizes."
+        : "The side of the operating point changes with the ROI size: treat this result as uncertain.";
+      el.stability.hidden = false;
+    } else {
+      el.stability.hidden = true;
+    }
+    const perf = performanceText(state.card);
+    el.performanceText.textContent = perf;
+    el.performance.hidden = !perf;
     el.roiImg.src = "data:image/png;base64," + out.roi_png;
-    state.camImage = null;
+    el.roiCaption.textContent = out.roi_colour === "grey" ? "grey ROI" : "Pseudocolour ROI";
     if (out.cam_png) {
-      const cam = new Image();
-      cam.onload = () => { state.camImage = cam; draw(); };
-      cam.src = "data:image/png;base64," + out.cam_png;
-      el.camImg.src = cam.src;
-      el.camImg.hidden = false;
+      el.camImg.src = "data:image/png;base64," + out.cam_png;
       el.camNote.textContent = "Warm colours mark the regions that pushed the score towards malignant.";
     } else {
       el.camImg.removeAttribute("src");
       el.camNote.textContent = "No heat-map: " + (out.explain_error || "not computed.");
     }
+    el.download.disabled = false; el.downloadHtml.disabled = false;
     draw();
   }
 
-  el.download.addEventListener("click", () => {
-    if (!state.report) return;
-    const blob = new Blob([JSON.stringify(state.report, null, 2) + "\n"], { type: "application/json" });
+  function save(blob, name) {
     const a = document.createElement("a");
-    const stamp = state.report.created_utc.replace(/[:+]/g, "").replace(/\..*$/, "");
     a.href = URL.createObjectURL(blob);
-    a.download = "mammocadx-report-" + state.report.input.sha256.slice(0, 12) + "-" + stamp + ".json";
+    a.download = name;
     document.body.appendChild(a);
     a.click();
     setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
+  }
+
+  function reportName(report, ext) {
+    const stamp = report.created_utc.replace(/[:+]/g, "").replace(/\..*$/, "");
+    return "mammocadx-report-" + report.input.sha256.slice(0, 12) + "-" + stamp + "." + ext;
+  }
+
+  el.download.addEventListener("click", () => {
+    const m = state.shown;
+    if (!m) return;
+    save(new Blob([JSON.stringify(m.out.report, null, 2) + "\n"], { type: "application/json" }), reportName(m.out.report, "json"));
+  });
+
+  // The image around the mark as displayed (window, invert), for the printable report.
+  function keyImage(m) {
+    const [cx, cy, s] = m.out.crop;
+    const k = state.base.width / state.image.width;
+    const half = Math.max(s, 0.25 * Math.max(state.image.width, state.image.height)) / 2;
+    const x0 = Math.max(0, (cx - half) * k), y0 = Math.max(0, (cy - half) * k);
+    const w = Math.min(state.base.width - x0, 2 * half * k), h = Math.min(state.base.height - y0, 2 * half * k);
+    const c = document.createElement("canvas");
+    const out = 360 / Math.max(w, h);
+    c.width = Math.round(w * out); c.height = Math.round(h * out);
+    const ctx = c.getContext("2d");
+    ctx.drawImage(state.base, x0, y0, w, h, 0, 0, c.width, c.height);
+    ctx.strokeStyle = "#ffd24a"; ctx.lineWidth = 2;
+    const sx = (x) => (x * k - x0) * out, sy = (y) => (y * k - y0) * out;
+    const roi = m.roi;
+    if ("r" in roi) { ctx.beginPath(); ctx.arc(sx(roi.cx), sy(roi.cy), roi.r * k * out, 0, 2 * Math.PI); ctx.stroke(); }
+    else ctx.strokeRect(sx(roi.x), sy(roi.y), roi.w * k * out, roi.h * k * out);
+    return c.toDataURL("image/png");
+  }
+
+  el.downloadHtml.addEventListener("click", () => {
+    const m = state.shown;
+    if (!m) return;
+    const out = m.out, rep = out.report;
+    const rows = (out.stability || []).map((p) => "<tr><td>× " + p.scale.toFixed(1) + "</td><td>" + esc(fmt(p.score)) +
+      "</td><td>" + esc(side(p.score, out.threshold)) + "</td></tr>").join("");
+    const perf = performanceText(state.card);
+    const html = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>mammocadx case report</title>" +
+      "<style>body{font:14px/1.45 system-ui,sans-serif;color:#1d2733;max-width:780px;margin:24px auto;padding:0 16px}" +
+      "h1{font-size:20px}h2{font-size:15px;margin-top:18px}table{border-collapse:collapse}td,th{border:1px solid #ccd;padding:3px 8px;text-align:left}" +
+      ".imgs{display:flex;gap:12px;flex-wrap:wrap}.imgs figure{margin:0}.imgs img{height:220px;border:1px solid #ccd}" +
+      ".notice{border:1px solid #e2c56b;background:#fff6dc;padding:8px 10px}@media print{body{margin:0}}</style></head><body>" +
+      "<h1>mammocadx case report</h1><p class=\"notice\">" + esc(rep.notice) + "</p>" +
+      "<h2>Image</h2><p>" + esc(state.imageName) + " · " + esc(rep.input.format.toUpperCase()) + " · " + rep.input.width + " × " +
+      rep.input.height + " px · SHA-256 " + esc(rep.input.sha256) + "</p>" +
+      "<h2>Region of interest (mark #" + m.n + ")</h2><p>" + esc(roiText(m.roi)) + "; square cut: centre (" +
+      rep.roi.crop.cx + ", " + rep.roi.crop.cy + "), side " + rep.roi.crop.side + " px (" + esc(rep.roi.units) + ")</p>" +
+      "<div class=\"imgs\"><figure><img alt=\"image around the mark\" src=\"" + keyImage(m) + "\"><figcaption>the image around the mark</figcaption></figure>" +
+      "<figure><img alt=\"ROI\" src=\"data:image/png;base64," + out.roi_png + "\"><figcaption>" + (out.roi_colour === "grey" ? "grey ROI" : "pseudocolour ROI") + "</figcaption></figure>" +
+      (out.cam_png ? "<figure><img alt=\"Grad-CAM\" src=\"data:image/png;base64," + out.cam_png + "\"><figcaption>Grad-CAM of the decision</figcaption></figure>" : "") +
+      "</div><h2>Result</h2><p>Score " + esc(fmt(out.score)) + ", " + esc(side(out.score, out.threshold)) + " the model's operating point (" +
+      esc(fmt(out.threshold)) + "). The score is a decision value, not a probability of cancer.</p>" +
+      (rows ? "<table><tr><th>ROI size</th><th>score</th><th>side of the operating point</th></tr>" + rows + "</table>" : "") +
+      "<h2>Model</h2><p>" + esc(rep.model.id || "unnamed") + (rep.model.version ? " v" + esc(rep.model.version) : "") +
+      (rep.model.created ? " · created " + esc(rep.model.created) : "") + "</p>" + (perf ? "<p>Validated performance: " + esc(perf) + "</p>" : "") +
+      "<p>Report made " + esc(rep.created_utc) + " by " + esc(rep.software) + ".</p></body></html>";
+    save(new Blob([html], { type: "text/html" }), reportName(rep, "html"));
   });
 
   callApi("/healthz").then((h) => { state.maxUpload = h.max_upload_bytes; }).catch(() => {});
   loadModel();
+  clearResult();
 })();
