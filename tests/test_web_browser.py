@@ -215,7 +215,16 @@ def test_page_end_to_end(browser, tmp_path):
         assert page.locator("#wl-readout").inner_text() == "W 100 · L 168"
         page.check("#invert")
         assert page.locator("#wl-readout").inner_text().endswith("inverted")
+        # The magnifier: a 3x lens under the pointer changes what is drawn there.
+        lx, ly = to_screen(page, 880, 610)
+        page.mouse.move(lx + 1, ly + 1)
+        clip = {"x": lx - 60, "y": ly - 60, "width": 120, "height": 120}
+        plain = page.screenshot(clip=clip)
+        page.check("#magnifier")
+        page.mouse.move(lx, ly)
+        assert page.screenshot(clip=clip) != plain
         shot(page, tmp_path, "web-zoom-window.png")
+        page.uncheck("#magnifier")
         page.uncheck("#invert")
         page.select_option("#wl-preset", index=0)
         assert page.locator("#wl-readout").inner_text() == "W 255 · L 128"

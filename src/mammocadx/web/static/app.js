@@ -15,7 +15,7 @@
     camNote: $("cam-note"), download: $("download-report"), downloadHtml: $("download-html"), modelTag: $("model-tag"),
     cardId: $("card-id"), cardVersion: $("card-version"), cardUse: $("card-use"), cardLimits: $("card-limits"),
     cardJson: $("card-json"), cardCreated: $("card-created"), cardTraining: $("card-training"),
-    camOnImage: $("cam-on-image"), camOpacity: $("cam-opacity"), invert: $("invert"), preset: $("wl-preset"),
+    camOnImage: $("cam-on-image"), camOpacity: $("cam-opacity"), invert: $("invert"), magnifier: $("magnifier"), preset: $("wl-preset"),
     zoomFit: $("zoom-fit"), zoom1: $("zoom-1"), zoomIn: $("zoom-in"), zoomOut: $("zoom-out"),
     zoomLevel: $("zoom-level"), wlReadout: $("wl-readout"), marksCard: $("marks-card"), marks: $("marks"),
     stability: $("stability"), stabilityRows: $("stability-rows"), stabilityNote: $("stability-note"),
@@ -393,6 +393,30 @@
     }
     ctx.shadowBlur = 0;
     drawAnnotations(ctx);
+    drawLens(ctx);
+  }
+
+  // A round 3x lens under the pointer (image only, windowed as displayed).
+  function drawLens(ctx) {
+    const p = state.pointer;
+    if (!el.magnifier.checked || !p || (state.drag && state.drag.kind !== "mark")) return;
+    const v = state.view, R = 90, k = 3;
+    const ix = (p.x - v.ox) / v.scale, iy = (p.y - v.oy) / v.scale;
+    const s = v.scale * k;
+    ctx.save();
+    ctx.beginPath();
+    ctx.arc(p.x, p.y, R, 0, 2 * Math.PI);
+    ctx.clip();
+    ctx.fillStyle = "#101418";
+    ctx.fillRect(p.x - R, p.y - R, 2 * R, 2 * R);
+    ctx.imageSmoothingEnabled = s * (window.devicePixelRatio || 1) < 2;
+    ctx.drawImage(state.base, p.x - ix * s, p.y - iy * s, state.image.width * s, state.image.height * s);
+    ctx.restore();
+    ctx.strokeStyle = "rgba(232, 237, 242, 0.9)";
+    ctx.lineWidth = 1.5;
+    ctx.beginPath();
+    ctx.arc(p.x, p.y, R, 0, 2 * Math.PI);
+    ctx.stroke();
   }
 
   function drawAnnotations(ctx) {
@@ -445,6 +469,11 @@
   });
   el.view.addEventListener("pointermove", (e) => {
     const d = state.drag;
+    if (el.magnifier.checked) {
+      const r = el.view.getBoundingClientRect();
+      state.pointer = { x: e.clientX - r.left, y: e.clientY - r.top };
+      if (!d) { draw(); return; }
+    }
     if (!d) return;
     if (d.kind === "pan") {
       state.view.ox = d.ox + (e.clientX - d.sx); state.view.oy = d.oy + (e.clientY - d.sy);
@@ -477,6 +506,8 @@
     addMark(roi);
   });
   el.view.addEventListener("pointercancel", () => { state.drag = null; draw(); });
+  el.view.addEventListener("pointerleave", () => { state.pointer = null; if (el.magnifier.checked) draw(); });
+  el.magnifier.addEventListener("change", draw);
   el.camOnImage.addEventListener("change", draw);
   el.camOpacity.addEventListener("input", draw);
 
