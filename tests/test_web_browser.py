@@ -75,10 +75,10 @@ def shot(page, folder: Path, name: str) -> Path:
     return out
 
 
-def view_transform(page) -> tuple[float, float, float]:
+def view_transform(page, canvas: str = "#view") -> tuple[float, float, float]:
     """(scale, left, top): a screen point is left + x * scale, top + y * scale for image pixel (x, y)."""
-    d = page.locator("#view").evaluate("el => [el.dataset.scale, el.dataset.ox, el.dataset.oy]")
-    box = page.locator("#view").bounding_box()
+    d = page.locator(canvas).evaluate("el => [el.dataset.scale, el.dataset.ox, el.dataset.oy]")
+    box = page.locator(canvas).bounding_box()
     return float(d[0]), box["x"] + float(d[1]), box["y"] + float(d[2])
 
 
@@ -291,8 +291,9 @@ def test_page_end_to_end(browser, tmp_path):
     page.close()
 
 
-def test_dicom_labels_presets_and_scale_bar(browser, tmp_path):
-    """The DICOM's laterality and view, its windows as presets, and a scale bar from its pixel spacing."""
+def test_dicom_labels_presets_scale_bar_and_second_view(browser, tmp_path):
+    """The DICOM's laterality and view, its windows as presets, a scale bar from its pixel spacing; a second view."""
+    import pydicom
     from playwright.sync_api import expect
 
     path = dicom_with_windows(synthetic_mammogram(WIDTH, HEIGHT, lesion=BIG_LESION), tmp_path / "case.dcm", 0.07,
@@ -312,6 +313,30 @@ def test_dicom_labels_presets_and_scale_bar(browser, tmp_path):
         expect(page.locator("#marks li .mark-result")).to_contain_text("score")
         assert "(4.2 mm)" in page.locator("#marks li .mark-select").inner_text()
         shot(page, tmp_path, "web-dicom.png")
+
+        # A second view of the same breast, side by side, with the lesion marked in both.
+        mlo = dicom_with_windows(synthetic_mammogram(1200, 1500, seed=4, lesion=(700.0, 800.0, 50.0)),
+                                 tmp_path / "mlo.dcm", 0.07, {"FULL": (2048, 4096)})
+        ds = pydicom.dcmread(mlo)
+        ds.ViewPosition = "MLO"
+        ds.save_as(mlo)
+        page.set_input_files("#file-input-2", str(mlo))
+        expect(page.locator("#view2")).to_have_attribute("data-scale", re.compile(r"^\d"))
+        first, second = page.locator("#view").bounding_box(), page.locator("#view2").bounding_box()
+        assert second["x"] >= first["x"] + first["width"] and abs(second["y"] - first["y"]) < 2  # side by side
+        assert page.locator("#marks li").count() == 1  # the first view's mark stays
+        s2, left2, top2 = view_transform(page, "#view2")
+        page.fill("#roi-r", "50")
+        page.mouse.click(left2 + 700 * s2, top2 + 800 * s2)
+        expect(page.locator("#result-title")).to_have_text("Result for mark #2 (L MLO)")
+        assert "L MLO" in page.locator("#marks li[data-mark='2'] .mark-select").inner_text()
+        rep = json.loads(download(page, "#download-report"))
+        assert rep["input"]["sha256"] == hashlib.sha256(mlo.read_bytes()).hexdigest()
+        assert rep["roi"]["given"]["cx"] == pytest.approx(700, abs=2 / s2)
+        page.locator("#marks li[data-mark='1'] .mark-select").click()
+        expect(page.locator("#result-title")).to_have_text("Result for mark #1 (L CC)")
+        assert "L CC" in page.locator("#image-meta").inner_text()  # the toolbar follows the selected view
+        shot(page, tmp_path, "web-two-views.png")
     page.close()
 
 

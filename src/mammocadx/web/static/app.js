@@ -6,7 +6,8 @@
 (() => {
   const $ = (id) => document.getElementById(id);
   const el = {
-    file: $("file-input"), stage: $("stage"), drop: $("dropzone"), view: $("view"), form: $("roi-form"),
+    file: $("file-input"), file2: $("file-input-2"), open2: $("open-second"), stage: $("stage"), drop: $("dropzone"),
+    form: $("roi-form"),
     analyse: $("analyse"), cx: $("roi-cx"), cy: $("roi-cy"), r: $("roi-r"), bx: $("roi-x"), by: $("roi-y"),
     bw: $("roi-w"), bh: $("roi-h"), circleSet: $("roi-circle"), boxSet: $("roi-box"), meta: $("image-meta"),
     error: $("error"), status: $("status"), result: $("result"), resultTitle: $("result-title"), label: $("label"),
@@ -23,22 +24,34 @@
   };
 
   const MIN_RADIUS = 2;
+  // One viewer per view (the first image, and an optional second view of the same breast side by side).
+  const makeView = (idx, canvas) => ({
+    idx, canvas,
+    image: null,        // ImageInfo from /api/image (null when none)
+    name: "",           // the file's name, shown on this computer only
+    gone: false,        // the server evicted the image (404): its marks cannot be analysed until it is opened again
+    view: { scale: 1, ox: 0, oy: 0 },   // screen (CSS px) = o + image px * scale
+    wl: { c: 127.5, w: 255 },          // window over the preview's grey levels
+    preset: 0, invert: false,
+    src: null,          // Uint8ClampedArray of the preview's grey levels
+    base: null,         // offscreen canvas: the preview after window/level and invert
+    baseData: null,
+  });
+  const views = [makeView(0, $("view")), makeView(1, $("view2"))];
   const state = {
-    image: null,        // ImageInfo from /api/image (null when none, or after the server forgot it)
-    imageName: "",
-    gone: false,        // the server evicted the image (404): marks cannot be analysed until it is opened again
-    marks: [],          // {n, roi, status: pending|done|failed, out, error, camImage, showHeat}
+    active: 0,          // the view the toolbar and the form act on
+    marks: [],          // {n, v (view index), roi, status: pending|done|failed, out, error, camImage, showHeat}
     current: null,      // the mark whose result the card shows
     nextMark: 1,
     seq: 0,             // request counter: only the newest request may show its outcome
     drag: null,         // a gesture in progress
-    view: { scale: 1, ox: 0, oy: 0 },   // screen (CSS px) = o + image px * scale
-    wl: { c: 127.5, w: 255 },          // window over the preview's grey levels
-    src: null,          // Uint8ClampedArray of the preview's grey levels
-    base: null,         // offscreen canvas: the preview after window/level and invert
+    pointer: null,      // {v, x, y} for the magnifier
+    shown: null,        // the mark whose result is on the card
     card: {},
     maxUpload: null,
   };
+  const A = () => views[state.active];
+  const open = () => views.filter((v) => v.image);
 
   // ---------- helpers ----------
   const mode = () => document.querySelector('input[name="mode"]:checked').value;
@@ -160,12 +173,13 @@
   }
 
   // ---------- upload ----------
-  async function upload(file) {
+  async function upload(file, target) {
+    const input = target === 0 ? el.file : el.file2;
     if (!file) return;
     showError("");
     if (state.maxUpload && file.size > state.maxUpload) {
       showError(file.name + ": too large (" + fmtBytes(file.size) + "; the limit is " + fmtBytes(state.maxUpload) + ").");
-      el.file.value = "";
+      input.value = "";
       return;
     }
     setStatus("Reading " + file.name + "…", true);
@@ -173,208 +187,235 @@
     form.append("file", file, "upload");  // the server never uses the client's file name
     try {
       const info = await callApi("/api/image", { method: "POST", body: form });
-      await openImage(info, file.name);
+      await openImage(views[target], info, file.name);
     } catch (err) {
-      setStatus(state.image ? "The previous image is still open." : "Open a mammogram to begin.");
+      setStatus(views[0].image ? "The previous image is still open." : "Open a mammogram to begin.");
       showError(file.name + ": " + err.message);
     } finally {
-      el.file.value = "";
+      input.value = "";
     }
   }
 
-  async function openImage(info, name) {
+  function viewName(v) {
+    const where = v.image ? [v.image.laterality, v.image.view].filter(Boolean).join(" ") : "";
+    return where || "view " + (v.idx + 1);
+  }
+
+  async function openImage(v, info, name) {
     const img = new Image();
     img.src = "data:image/png;base64," + info.preview_png;
     await img.decode();
-    // Only a good file replaces the case on screen; a bad one leaves the previous case as it was.
+    // Only a good file replaces what is on screen; a bad one leaves the case as it was.
     state.seq++;
-    state.image = info; state.imageName = name; state.gone = false;
-    state.marks = []; state.current = null; state.nextMark = 1;
+    if (v.idx === 0) {  // a new first image is a new case: the second view and every mark go
+      views[1].image = null;
+      views[1].canvas.hidden = true;
+      el.stage.classList.remove("two");
+      state.marks = [];
+      state.nextMark = 1;
+    } else {
+      state.marks = state.marks.filter((m) => m.v !== 1);
+    }
+    state.current = null;
+    v.image = info; v.name = name; v.gone = false;
     const c = document.createElement("canvas");
     c.width = info.preview_width; c.height = info.preview_height;
     const ctx = c.getContext("2d");
     ctx.drawImage(img, 0, 0);
     const rgba = ctx.getImageData(0, 0, c.width, c.height);
-    state.src = new Uint8ClampedArray(c.width * c.height);
-    for (let i = 0; i < state.src.length; i++) state.src[i] = rgba.data[4 * i];
-    state.base = c;
-    state.baseData = rgba;
-    el.preset.textContent = "";
-    for (const [i, w] of (info.windows || [{ name: "As read", center: 127.5, width: 255 }]).entries()) {
-      const opt = document.createElement("option");
-      opt.value = String(i); opt.textContent = w.name;
-      el.preset.appendChild(opt);
-    }
-    el.invert.checked = false;
-    applyPreset(0);
+    v.src = new Uint8ClampedArray(c.width * c.height);
+    for (let i = 0; i < v.src.length; i++) v.src[i] = rgba.data[4 * i];
+    v.base = c;
+    v.baseData = rgba;
+    v.invert = false;
     clearResult();
     renderMarks();
     el.drop.hidden = true;
-    el.view.hidden = false;
-    const where = [info.laterality, info.view].filter(Boolean).join(" ");
-    el.meta.textContent = name + " · " + info.format.toUpperCase() + " · " + info.width + " × " + info.height +
-      " px · " + info.bit_depth + "-bit" + (where ? " · " + where : "") +
-      (info.pixel_spacing_mm ? " · " + info.pixel_spacing_mm[1] + " mm/px" : "") +
-      " · SHA-256 " + info.sha256.slice(0, 12) + "…";
+    v.canvas.hidden = false;
+    el.stage.classList.toggle("two", !!views[1].image);
+    el.open2.hidden = false;
+    activate(v.idx);
+    applyPreset(v, 0);
     setStatus(mode() === "box" ? "Drag a box around the lesion." : "Click the centre of the lesion, or drag out its radius.");
-    el.r.max = Math.max(info.width, info.height) / 2;
     // A click's default radius: 4 % of the image's longer side (about a mini-MIAS mass at 1024 px).
     el.r.value = Math.max(MIN_RADIUS, Math.round(0.04 * Math.max(info.width, info.height)));
-    resize();
-    fit();
+    for (const w of open()) { resize(w); fit(w); }
   }
 
-  el.file.addEventListener("change", () => upload(el.file.files[0]));
+  // The toolbar and the form act on the active view (outlined when two are open).
+  function activate(i) {
+    state.active = i;
+    const v = A();
+    for (const w of views) w.canvas.classList.toggle("active", w.idx === i && !!views[1].image);
+    el.preset.textContent = "";
+    for (const [k, w] of (v.image.windows || [{ name: "As read", center: 127.5, width: 255 }]).entries()) {
+      const opt = document.createElement("option");
+      opt.value = String(k); opt.textContent = w.name;
+      el.preset.appendChild(opt);
+    }
+    el.preset.value = String(v.preset);
+    el.invert.checked = v.invert;
+    const info = v.image;
+    const where = [info.laterality, info.view].filter(Boolean).join(" ");
+    el.meta.textContent = (views[1].image ? viewName(v) + ": " : "") + v.name + " · " + info.format.toUpperCase() +
+      " · " + info.width + " × " + info.height + " px · " + info.bit_depth + "-bit" + (where ? " · " + where : "") +
+      (info.pixel_spacing_mm ? " · " + info.pixel_spacing_mm[1] + " mm/px" : "") +
+      " · SHA-256 " + info.sha256.slice(0, 12) + "…";
+    el.r.max = Math.max(info.width, info.height) / 2;
+    el.wlReadout.textContent = wlText(v);
+  }
+
+  el.file.addEventListener("change", () => upload(el.file.files[0], 0));
+  el.file2.addEventListener("change", () => upload(el.file2.files[0], 1));
   el.drop.addEventListener("click", () => el.file.click());
   el.stage.addEventListener("dragover", (e) => { e.preventDefault(); el.stage.classList.add("dragover"); });
   el.stage.addEventListener("dragleave", () => el.stage.classList.remove("dragover"));
   el.stage.addEventListener("drop", (e) => {
     e.preventDefault();
     el.stage.classList.remove("dragover");
-    if (e.dataTransfer.files.length) upload(e.dataTransfer.files[0]);
+    if (e.dataTransfer.files.length) upload(e.dataTransfer.files[0], 0);
   });
 
   // ---------- window / level ----------
-  function applyPreset(i) {
-    const w = (state.image.windows || [])[i] || { center: 127.5, width: 255 };
-    state.wl = { c: w.center, w: w.width };
-    el.preset.value = String(i);
-    renderBase();
+  const wlText = (v) => "W " + Math.round(v.wl.w) + " · L " + Math.round(v.wl.c) + (v.invert ? " · inverted" : "");
+
+  function applyPreset(v, i) {
+    const w = (v.image.windows || [])[i] || { center: 127.5, width: 255 };
+    v.wl = { c: w.center, w: w.width };
+    v.preset = i;
+    if (v === A()) el.preset.value = String(i);
+    renderBase(v);
   }
 
-  function renderBase() {
-    if (!state.src) return;
+  function renderBase(v) {
+    if (!v.src) return;
     const lut = new Uint8ClampedArray(256);
-    const lo = state.wl.c - state.wl.w / 2;
-    for (let v = 0; v < 256; v++) {
-      let y = Math.round(((v - lo) / state.wl.w) * 255);
-      y = Math.max(0, Math.min(255, y));
-      lut[v] = el.invert.checked ? 255 - y : y;
+    const lo = v.wl.c - v.wl.w / 2;
+    for (let g = 0; g < 256; g++) {
+      const y = Math.max(0, Math.min(255, Math.round(((g - lo) / v.wl.w) * 255)));
+      lut[g] = v.invert ? 255 - y : y;
     }
-    const d = state.baseData.data, s = state.src;
+    const d = v.baseData.data, s = v.src;
     for (let i = 0, j = 0; i < s.length; i++, j += 4) {
       const y = lut[s[i]];
       d[j] = y; d[j + 1] = y; d[j + 2] = y; d[j + 3] = 255;
     }
-    state.base.getContext("2d").putImageData(state.baseData, 0, 0);
-    el.wlReadout.textContent = "W " + Math.round(state.wl.w) + " · L " + Math.round(state.wl.c) + (el.invert.checked ? " · inverted" : "");
-    el.wlReadout.hidden = false;
-    draw();
+    v.base.getContext("2d").putImageData(v.baseData, 0, 0);
+    if (v === A()) { el.wlReadout.textContent = wlText(v); el.wlReadout.hidden = false; }
+    drawView(v);
   }
 
-  el.preset.addEventListener("change", () => applyPreset(parseInt(el.preset.value, 10) || 0));
-  el.invert.addEventListener("change", renderBase);
+  el.preset.addEventListener("change", () => applyPreset(A(), parseInt(el.preset.value, 10) || 0));
+  el.invert.addEventListener("change", () => { A().invert = el.invert.checked; renderBase(A()); });
 
   // ---------- zoom and pan ----------
-  function viewSize() {
-    const r = el.view.getBoundingClientRect();
+  function viewSize(v) {
+    const r = v.canvas.getBoundingClientRect();
     return { w: r.width, h: r.height };
   }
 
-  function resize() {
-    const { w, h } = viewSize();
+  function resize(v) {
+    const { w, h } = viewSize(v);
     const dpr = window.devicePixelRatio || 1;
-    el.view.width = Math.max(1, Math.round(w * dpr));
-    el.view.height = Math.max(1, Math.round(h * dpr));
-    draw();
+    v.canvas.width = Math.max(1, Math.round(w * dpr));
+    v.canvas.height = Math.max(1, Math.round(h * dpr));
+    drawView(v);
   }
-  window.addEventListener("resize", resize);
+  window.addEventListener("resize", () => { for (const v of open()) resize(v); });
 
-  function fit() {
-    if (!state.image) return;
-    const { w, h } = viewSize();
-    const s = Math.min(w / state.image.width, h / state.image.height);
-    state.view = { scale: s, ox: (w - state.image.width * s) / 2, oy: (h - state.image.height * s) / 2 };
-    draw();
-  }
-
-  function zoomAt(factor, sx, sy) {
-    if (!state.image) return;
-    const v = state.view;
-    const s = Math.min(Math.max(v.scale * factor, 0.02), 16);
-    const ix = (sx - v.ox) / v.scale, iy = (sy - v.oy) / v.scale;
-    state.view = { scale: s, ox: sx - ix * s, oy: sy - iy * s };
-    draw();
+  function fit(v) {
+    if (!v.image) return;
+    const { w, h } = viewSize(v);
+    const s = Math.min(w / v.image.width, h / v.image.height);
+    v.view = { scale: s, ox: (w - v.image.width * s) / 2, oy: (h - v.image.height * s) / 2 };
+    drawView(v);
   }
 
-  function zoomTo(scale) {
-    const { w, h } = viewSize();
-    zoomAt(scale / state.view.scale, w / 2, h / 2);
+  function zoomAt(v, factor, sx, sy) {
+    if (!v.image) return;
+    const t = v.view;
+    const s = Math.min(Math.max(t.scale * factor, 0.02), 16);
+    const ix = (sx - t.ox) / t.scale, iy = (sy - t.oy) / t.scale;
+    v.view = { scale: s, ox: sx - ix * s, oy: sy - iy * s };
+    drawView(v);
   }
 
-  el.zoomFit.addEventListener("click", fit);
-  el.zoom1.addEventListener("click", () => zoomTo(1 / (window.devicePixelRatio || 1)));
-  el.zoomIn.addEventListener("click", () => zoomTo(state.view.scale * 1.5));
-  el.zoomOut.addEventListener("click", () => zoomTo(state.view.scale / 1.5));
-  el.view.addEventListener("wheel", (e) => {
-    e.preventDefault();
-    const r = el.view.getBoundingClientRect();
-    zoomAt(Math.pow(1.0015, -e.deltaY), e.clientX - r.left, e.clientY - r.top);
-  }, { passive: false });
+  function zoomTo(v, scale) {
+    const { w, h } = viewSize(v);
+    zoomAt(v, scale / v.view.scale, w / 2, h / 2);
+  }
+
+  el.zoomFit.addEventListener("click", () => fit(A()));
+  el.zoom1.addEventListener("click", () => zoomTo(A(), 1 / (window.devicePixelRatio || 1)));
+  el.zoomIn.addEventListener("click", () => zoomTo(A(), A().view.scale * 1.5));
+  el.zoomOut.addEventListener("click", () => zoomTo(A(), A().view.scale / 1.5));
 
   // ---------- coordinates and drawing ----------
-  function toImage(evt) {
-    const r = el.view.getBoundingClientRect();
-    const v = state.view;
-    const x = ((evt.clientX - r.left) - v.ox) / v.scale, y = ((evt.clientY - r.top) - v.oy) / v.scale;
-    return { x: Math.min(Math.max(x, 0), state.image.width - 0.01), y: Math.min(Math.max(y, 0), state.image.height - 0.01),
-      inside: x >= 0 && y >= 0 && x < state.image.width && y < state.image.height };
+  function toImage(v, evt) {
+    const r = v.canvas.getBoundingClientRect();
+    const t = v.view;
+    const x = ((evt.clientX - r.left) - t.ox) / t.scale, y = ((evt.clientY - r.top) - t.oy) / t.scale;
+    return { x: Math.min(Math.max(x, 0), v.image.width - 0.01), y: Math.min(Math.max(y, 0), v.image.height - 0.01),
+      inside: x >= 0 && y >= 0 && x < v.image.width && y < v.image.height };
   }
 
   function currentMark() { return state.marks.find((m) => m.n === state.current) || null; }
 
   function niceLength(mm) {
-    for (const v of [1, 2, 5, 10, 20, 50, 100, 200]) if (v >= mm) return v;
+    for (const l of [1, 2, 5, 10, 20, 50, 100, 200]) if (l >= mm) return l;
     return 200;
   }
 
-  function draw() {
-    const ctx = el.view.getContext("2d");
+  function draw() { for (const v of open()) drawView(v); }
+
+  function drawView(v) {
+    const ctx = v.canvas.getContext("2d");
     const dpr = window.devicePixelRatio || 1;
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     ctx.fillStyle = "#101418";
-    ctx.fillRect(0, 0, el.view.width, el.view.height);
-    if (!state.image || !state.base) return;
-    const v = state.view;
+    ctx.fillRect(0, 0, v.canvas.width, v.canvas.height);
+    if (!v.image || !v.base) return;
+    const t = v.view;
     // What a test (or a script) needs to map image pixels to the screen.
-    el.view.dataset.scale = String(v.scale); el.view.dataset.ox = String(v.ox); el.view.dataset.oy = String(v.oy);
-    el.zoomLevel.textContent = Math.round(v.scale * dpr * 100) + " %";
+    v.canvas.dataset.scale = String(t.scale); v.canvas.dataset.ox = String(t.ox); v.canvas.dataset.oy = String(t.oy);
+    if (v === A()) el.zoomLevel.textContent = Math.round(t.scale * dpr * 100) + " %";
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    ctx.imageSmoothingEnabled = v.scale * dpr < 2;
-    ctx.drawImage(state.base, v.ox, v.oy, state.image.width * v.scale, state.image.height * v.scale);
-    const X = (x) => v.ox + x * v.scale, Y = (y) => v.oy + y * v.scale;
+    ctx.imageSmoothingEnabled = t.scale * dpr < 2;
+    ctx.drawImage(v.base, t.ox, t.oy, v.image.width * t.scale, v.image.height * t.scale);
+    const X = (x) => t.ox + x * t.scale, Y = (y) => t.oy + y * t.scale;
+    const marks = state.marks.filter((m) => m.v === v.idx);
     // Heat-maps of the marks, at the chosen opacity, in the square each was cut from.
     if (el.camOnImage.checked && !state.drag) {
       ctx.globalAlpha = parseInt(el.camOpacity.value, 10) / 100;
-      for (const m of state.marks) {
+      for (const m of marks) {
         if (m.status === "done" && m.camImage && m.showHeat) {
           const [cx, cy, s] = m.out.crop;
-          ctx.drawImage(m.camImage, X(cx - s / 2), Y(cy - s / 2), s * v.scale, s * v.scale);
+          ctx.drawImage(m.camImage, X(cx - s / 2), Y(cy - s / 2), s * t.scale, s * t.scale);
         }
       }
       ctx.globalAlpha = 1;
     }
     const cur = currentMark();
-    if (cur && cur.status === "done") {  // the square the model actually cut (with its context margin)
+    if (cur && cur.v === v.idx && cur.status === "done") {  // the square the model actually cut (with its margin)
       const [cx, cy, s] = cur.out.crop;
       ctx.setLineDash([6, 5]);
       ctx.strokeStyle = "rgba(120, 200, 230, 0.9)";
       ctx.lineWidth = 1.5;
-      ctx.strokeRect(X(cx - s / 2), Y(cy - s / 2), s * v.scale, s * v.scale);
+      ctx.strokeRect(X(cx - s / 2), Y(cy - s / 2), s * t.scale, s * t.scale);
       ctx.setLineDash([]);
     }
-    const shapes = state.marks.map((m) => ({ roi: m.roi, n: m.n, on: m.n === state.current, failed: m.status === "failed" }));
-    if (state.drag && state.drag.kind === "mark") shapes.push({ roi: dragRoi(state.drag), n: null, on: true });
+    const shapes = marks.map((m) => ({ roi: m.roi, n: m.n, on: m.n === state.current, failed: m.status === "failed" }));
+    if (state.drag && state.drag.kind === "mark" && state.drag.v === v.idx) shapes.push({ roi: dragRoi(state.drag), n: null, on: true });
     ctx.shadowColor = "rgba(0,0,0,0.8)";
     ctx.shadowBlur = 3;
-    for (const s of shapes) {
-      const roi = s.roi;
-      ctx.strokeStyle = s.failed ? "#ff8a65" : s.on ? "#ffd24a" : "rgba(255, 210, 74, 0.55)";
-      ctx.lineWidth = s.on ? 2 : 1.5;
+    for (const sh of shapes) {
+      const roi = sh.roi;
+      ctx.strokeStyle = sh.failed ? "#ff8a65" : sh.on ? "#ffd24a" : "rgba(255, 210, 74, 0.55)";
+      ctx.lineWidth = sh.on ? 2 : 1.5;
       let lx, ly;
       if ("r" in roi) {
         ctx.beginPath();
-        ctx.arc(X(roi.cx), Y(roi.cy), Math.max(roi.r * v.scale, 2), 0, 2 * Math.PI);
+        ctx.arc(X(roi.cx), Y(roi.cy), Math.max(roi.r * t.scale, 2), 0, 2 * Math.PI);
         ctx.stroke();
         ctx.beginPath();
         ctx.moveTo(X(roi.cx) - 5, Y(roi.cy)); ctx.lineTo(X(roi.cx) + 5, Y(roi.cy));
@@ -382,46 +423,23 @@
         ctx.stroke();
         lx = X(roi.cx + roi.r * 0.72) + 4; ly = Y(roi.cy - roi.r * 0.72) - 4;
       } else {
-        ctx.strokeRect(X(roi.x), Y(roi.y), roi.w * v.scale, roi.h * v.scale);
+        ctx.strokeRect(X(roi.x), Y(roi.y), roi.w * t.scale, roi.h * t.scale);
         lx = X(roi.x + roi.w) + 4; ly = Y(roi.y) - 4;
       }
-      if (s.n !== null) {
+      if (sh.n !== null) {
         ctx.fillStyle = ctx.strokeStyle;
         ctx.font = "600 13px system-ui, sans-serif";
-        ctx.fillText("#" + s.n, lx, ly);
+        ctx.fillText("#" + sh.n, lx, ly);
       }
     }
     ctx.shadowBlur = 0;
-    drawAnnotations(ctx);
-    drawLens(ctx);
+    drawAnnotations(v, ctx);
+    drawLens(v, ctx);
   }
 
-  // A round 3x lens under the pointer (image only, windowed as displayed).
-  function drawLens(ctx) {
-    const p = state.pointer;
-    if (!el.magnifier.checked || !p || (state.drag && state.drag.kind !== "mark")) return;
-    const v = state.view, R = 90, k = 3;
-    const ix = (p.x - v.ox) / v.scale, iy = (p.y - v.oy) / v.scale;
-    const s = v.scale * k;
-    ctx.save();
-    ctx.beginPath();
-    ctx.arc(p.x, p.y, R, 0, 2 * Math.PI);
-    ctx.clip();
-    ctx.fillStyle = "#101418";
-    ctx.fillRect(p.x - R, p.y - R, 2 * R, 2 * R);
-    ctx.imageSmoothingEnabled = s * (window.devicePixelRatio || 1) < 2;
-    ctx.drawImage(state.base, p.x - ix * s, p.y - iy * s, state.image.width * s, state.image.height * s);
-    ctx.restore();
-    ctx.strokeStyle = "rgba(232, 237, 242, 0.9)";
-    ctx.lineWidth = 1.5;
-    ctx.beginPath();
-    ctx.arc(p.x, p.y, R, 0, 2 * Math.PI);
-    ctx.stroke();
-  }
-
-  function drawAnnotations(ctx) {
-    const { w, h } = viewSize();
-    const info = state.image;
+  function drawAnnotations(v, ctx) {
+    const { w, h } = viewSize(v);
+    const info = v.image;
     ctx.font = "600 18px system-ui, sans-serif";
     ctx.fillStyle = "#e8edf2";
     ctx.shadowColor = "rgba(0,0,0,0.9)";
@@ -430,7 +448,7 @@
     if (where) ctx.fillText(where, 12, 26);
     ctx.font = "12px system-ui, sans-serif";
     if (info.pixel_spacing_mm) {
-      const mmPerScreenPx = info.pixel_spacing_mm[1] / state.view.scale;
+      const mmPerScreenPx = info.pixel_spacing_mm[1] / v.view.scale;
       const mm = niceLength(120 * mmPerScreenPx);
       const len = mm / mmPerScreenPx;
       ctx.fillRect(w - 16 - len, h - 20, len, 3);
@@ -439,6 +457,29 @@
       ctx.fillText(mm + " mm", w - 16 - len, h - 30);
     }
     ctx.shadowBlur = 0;
+  }
+
+  // A round 3x lens under the pointer (image only, windowed as displayed).
+  function drawLens(v, ctx) {
+    const p = state.pointer;
+    if (!el.magnifier.checked || !p || p.v !== v.idx || (state.drag && state.drag.kind !== "mark")) return;
+    const t = v.view, R = 90, k = 3;
+    const ix = (p.x - t.ox) / t.scale, iy = (p.y - t.oy) / t.scale;
+    const s = t.scale * k;
+    ctx.save();
+    ctx.beginPath();
+    ctx.arc(p.x, p.y, R, 0, 2 * Math.PI);
+    ctx.clip();
+    ctx.fillStyle = "#101418";
+    ctx.fillRect(p.x - R, p.y - R, 2 * R, 2 * R);
+    ctx.imageSmoothingEnabled = s * (window.devicePixelRatio || 1) < 2;
+    ctx.drawImage(v.base, p.x - ix * s, p.y - iy * s, v.image.width * s, v.image.height * s);
+    ctx.restore();
+    ctx.strokeStyle = "rgba(232, 237, 242, 0.9)";
+    ctx.lineWidth = 1.5;
+    ctx.beginPath();
+    ctx.arc(p.x, p.y, R, 0, 2 * Math.PI);
+    ctx.stroke();
   }
 
   function dragRoi(d) {
@@ -451,62 +492,71 @@
     return { cx: round1(d.x0), cy: round1(d.y0), r: round1(Math.max(r, MIN_RADIUS)) };
   }
 
-  el.view.addEventListener("contextmenu", (e) => e.preventDefault());
-  el.view.addEventListener("pointerdown", (e) => {
-    if (!state.image) return;
-    e.preventDefault();
-    el.view.setPointerCapture(e.pointerId);
-    const tool = e.button === 0 ? mode() : "pan";
-    if (tool === "pan") {
-      state.drag = { kind: "pan", sx: e.clientX, sy: e.clientY, ox: state.view.ox, oy: state.view.oy };
-    } else if (tool === "window") {
-      state.drag = { kind: "window", sx: e.clientX, sy: e.clientY, c: state.wl.c, w: state.wl.w };
-    } else {
-      const p = toImage(e);
-      if (!p.inside) return;
-      state.drag = { kind: "mark", shape: tool, x0: p.x, y0: p.y, x1: p.x, y1: p.y, sx: e.clientX, sy: e.clientY };
-    }
-  });
-  el.view.addEventListener("pointermove", (e) => {
-    const d = state.drag;
-    if (el.magnifier.checked) {
-      const r = el.view.getBoundingClientRect();
-      state.pointer = { x: e.clientX - r.left, y: e.clientY - r.top };
-      if (!d) { draw(); return; }
-    }
-    if (!d) return;
-    if (d.kind === "pan") {
-      state.view.ox = d.ox + (e.clientX - d.sx); state.view.oy = d.oy + (e.clientY - d.sy);
-      draw();
-    } else if (d.kind === "window") {
-      state.wl = { w: Math.min(Math.max(d.w + (e.clientX - d.sx), 1), 1024), c: d.c - (e.clientY - d.sy) };
-      renderBase();
-    } else {
-      const p = toImage(e);
+  for (const v of views) {
+    const cv = v.canvas;
+    cv.addEventListener("contextmenu", (e) => e.preventDefault());
+    cv.addEventListener("wheel", (e) => {
+      e.preventDefault();
+      const r = cv.getBoundingClientRect();
+      zoomAt(v, Math.pow(1.0015, -e.deltaY), e.clientX - r.left, e.clientY - r.top);
+    }, { passive: false });
+    cv.addEventListener("pointerdown", (e) => {
+      if (!v.image) return;
+      e.preventDefault();
+      if (state.active !== v.idx) activate(v.idx);
+      cv.setPointerCapture(e.pointerId);
+      const tool = e.button === 0 ? mode() : "pan";
+      if (tool === "pan") {
+        state.drag = { kind: "pan", v: v.idx, sx: e.clientX, sy: e.clientY, ox: v.view.ox, oy: v.view.oy };
+      } else if (tool === "window") {
+        state.drag = { kind: "window", v: v.idx, sx: e.clientX, sy: e.clientY, c: v.wl.c, w: v.wl.w };
+      } else {
+        const p = toImage(v, e);
+        if (!p.inside) return;
+        state.drag = { kind: "mark", v: v.idx, shape: tool, x0: p.x, y0: p.y, x1: p.x, y1: p.y, sx: e.clientX, sy: e.clientY };
+      }
+    });
+    cv.addEventListener("pointermove", (e) => {
+      const d = state.drag && state.drag.v === v.idx ? state.drag : null;
+      if (el.magnifier.checked && v.image) {
+        const r = cv.getBoundingClientRect();
+        state.pointer = { v: v.idx, x: e.clientX - r.left, y: e.clientY - r.top };
+        if (!d) { drawView(v); return; }
+      }
+      if (!d) return;
+      if (d.kind === "pan") {
+        v.view.ox = d.ox + (e.clientX - d.sx); v.view.oy = d.oy + (e.clientY - d.sy);
+        drawView(v);
+      } else if (d.kind === "window") {
+        v.wl = { w: Math.min(Math.max(d.w + (e.clientX - d.sx), 1), 1024), c: d.c - (e.clientY - d.sy) };
+        renderBase(v);
+      } else {
+        const p = toImage(v, e);
+        d.x1 = p.x; d.y1 = p.y;
+        drawView(v);
+      }
+    });
+    cv.addEventListener("pointerup", (e) => {
+      const d = state.drag;
+      if (!d || d.v !== v.idx) return;
+      state.drag = null;
+      if (d.kind !== "mark") { drawView(v); return; }
+      const p = toImage(v, e);
       d.x1 = p.x; d.y1 = p.y;
-      draw();
-    }
-  });
-  el.view.addEventListener("pointerup", (e) => {
-    const d = state.drag;
-    if (!d) return;
-    state.drag = null;
-    if (d.kind !== "mark") { draw(); return; }
-    const p = toImage(e);
-    d.x1 = p.x; d.y1 = p.y;
-    let roi;
-    if (Math.hypot(e.clientX - d.sx, e.clientY - d.sy) < 5) {
-      // A click marks the centre; the radius is the one in the form (or, for a box, a square of that radius).
-      const r = Math.max(parseFloat(el.r.value) || 40, MIN_RADIUS);
-      roi = d.shape === "box" ? { x: round1(d.x0 - r), y: round1(d.y0 - r), w: round1(2 * r), h: round1(2 * r) }
-        : { cx: round1(d.x0), cy: round1(d.y0), r: round1(r) };
-    } else {
-      roi = dragRoi(d);
-    }
-    addMark(roi);
-  });
-  el.view.addEventListener("pointercancel", () => { state.drag = null; draw(); });
-  el.view.addEventListener("pointerleave", () => { state.pointer = null; if (el.magnifier.checked) draw(); });
+      let roi;
+      if (Math.hypot(e.clientX - d.sx, e.clientY - d.sy) < 5) {
+        // A click marks the centre; the radius is the one in the form (or, for a box, a square of that radius).
+        const r = Math.max(parseFloat(el.r.value) || 40, MIN_RADIUS);
+        roi = d.shape === "box" ? { x: round1(d.x0 - r), y: round1(d.y0 - r), w: round1(2 * r), h: round1(2 * r) }
+          : { cx: round1(d.x0), cy: round1(d.y0), r: round1(r) };
+      } else {
+        roi = dragRoi(d);
+      }
+      addMark(v, roi);
+    });
+    cv.addEventListener("pointercancel", () => { state.drag = null; drawView(v); });
+    cv.addEventListener("pointerleave", () => { state.pointer = null; if (el.magnifier.checked) drawView(v); });
+  }
   el.magnifier.addEventListener("change", draw);
   el.camOnImage.addEventListener("change", draw);
   el.camOpacity.addEventListener("input", draw);
@@ -520,8 +570,8 @@
     }
   }
 
-  function addMark(roi) {
-    const m = { n: state.nextMark++, roi, status: "pending", out: null, error: null, camImage: null, showHeat: true };
+  function addMark(v, roi) {
+    const m = { n: state.nextMark++, v: v.idx, roi, status: "pending", out: null, error: null, camImage: null, showHeat: true };
     state.marks.push(m);
     state.current = m.n;
     fillForm(roi);
@@ -530,8 +580,8 @@
     analyse(m);
   }
 
-  function roiText(roi) {
-    const mm = state.image && state.image.pixel_spacing_mm ? state.image.pixel_spacing_mm[1] : null;
+  function roiText(roi, v) {
+    const mm = v.image && v.image.pixel_spacing_mm ? v.image.pixel_spacing_mm[1] : null;
     if ("r" in roi) return "circle at (" + roi.cx + ", " + roi.cy + "), r " + roi.r + " px" + (mm ? " (" + (roi.r * mm).toFixed(1) + " mm)" : "");
     return "box " + roi.w + " × " + roi.h + " px at (" + roi.x + ", " + roi.y + ")" +
       (mm ? " (" + (roi.w * mm).toFixed(1) + " × " + (roi.h * mm).toFixed(1) + " mm)" : "");
@@ -547,7 +597,7 @@
       const head = document.createElement("button");
       head.type = "button";
       head.className = "mark-select";
-      head.textContent = "#" + m.n + " · " + roiText(m.roi);
+      head.textContent = "#" + m.n + " · " + (views[1].image ? viewName(views[m.v]) + " · " : "") + roiText(m.roi, views[m.v]);
       head.addEventListener("click", () => selectMark(m.n));
       const res = document.createElement("span");
       res.className = "mark-result";
@@ -574,6 +624,7 @@
   function selectMark(n) {
     state.current = n;
     const m = currentMark();
+    if (m && m.v !== state.active) activate(m.v);
     if (m) fillForm(m.roi);
     if (m && m.status === "done") { showResult(m); } else { clearResult(); }
     if (m && m.status === "failed") showError("Mark #" + m.n + ": " + m.error);
@@ -610,7 +661,7 @@
         el.boxSet.hidden = m !== "box";
         el.circleSet.hidden = m === "box";
       }
-      el.view.dataset.tool = m;
+      for (const v of views) v.canvas.dataset.tool = m;
     });
   }
   for (const input of [el.cx, el.cy, el.r, el.bx, el.by, el.bw, el.bh]) {
@@ -628,7 +679,7 @@
   }
   el.form.addEventListener("submit", (e) => {
     e.preventDefault();
-    if (!state.image) return;
+    if (!A().image) return;
     const got = roiFromForm();
     if (got.error) {
       clearResult();  // whatever is on the card belongs to another ROI than the one typed
@@ -637,7 +688,7 @@
       showError(got.error);
       return;
     }
-    addMark(got.roi);
+    addMark(A(), got.roi);
   });
 
   // ---------- prediction ----------
@@ -653,14 +704,15 @@
   async function analyse(m) {
     clearResult();
     showError("");
-    if (state.gone) {
+    const v = views[m.v];
+    if (v.gone) {
       m.status = "failed"; m.error = "the server no longer has this image";
       renderMarks();
       showError(describe({ status: 404 }));
       return;
     }
     const seq = ++state.seq;
-    const image = state.image;
+    const image = v.image;
     setStatus("Analysing mark #" + m.n + "…", true);
     el.analyse.disabled = true;
     try {
@@ -669,7 +721,7 @@
         headers: { "Content-Type": "application/json" },
         body: JSON.stringify({ image_id: image.image_id, roi: m.roi, explain: true, stability: true }),
       });
-      if (image !== state.image) return;  // another image was opened meanwhile
+      if (image !== v.image) return;  // another image was opened meanwhile
       m.out = out; m.status = "done";
       if (out.cam_png) {
         const cam = new Image();
@@ -678,20 +730,20 @@
         m.camImage = cam;
       }
       renderMarks();
-      if (seq !== state.seq || state.current !== m.n) { draw(); return; }  // a newer request owns the card
+      if (seq !== state.seq || state.current !== m.n) { drawView(v); return; }  // a newer request owns the card
       showResult(m);
       setStatus("Mark #" + m.n + " done in " + Math.round(out.elapsed_ms) + " ms. Mark again to add a lesion.");
     } catch (err) {
-      if (image !== state.image) return;
+      if (image !== v.image) return;
       m.status = "failed"; m.error = err.status === 404 ? "the server no longer has this image" : (err.detail || err.message);
-      if (err.status === 404) state.gone = true;
+      if (err.status === 404) v.gone = true;
       renderMarks();
-      draw();
+      drawView(v);
       if (seq !== state.seq) return;
       setStatus(err.status === 404 ? "Open the image again to go on." : "Mark #" + m.n + " was not analysed.");
       showError(describe(err));
     } finally {
-      if (seq === state.seq) el.analyse.disabled = !state.image || state.gone;
+      if (seq === state.seq) el.analyse.disabled = !A().image || A().gone;
     }
   }
 
@@ -699,7 +751,7 @@
     const out = m.out;
     state.shown = m;
     el.result.hidden = false;
-    el.resultTitle.textContent = "Result for mark #" + m.n;
+    el.resultTitle.textContent = "Result for mark #" + m.n + (views[1].image ? " (" + viewName(views[m.v]) + ")" : "");
     const above = out.score > out.threshold;
     el.label.dataset.label = above ? "above" : "below";
     el.label.textContent = above ? "Score above the operating point (the model leans malignant)"
@@ -767,16 +819,17 @@
 
   // The image around the mark as displayed (window, invert), for the printable report.
   function keyImage(m) {
+    const v = views[m.v];
     const [cx, cy, s] = m.out.crop;
-    const k = state.base.width / state.image.width;
-    const half = Math.max(s, 0.25 * Math.max(state.image.width, state.image.height)) / 2;
+    const k = v.base.width / v.image.width;
+    const half = Math.max(s, 0.25 * Math.max(v.image.width, v.image.height)) / 2;
     const x0 = Math.max(0, (cx - half) * k), y0 = Math.max(0, (cy - half) * k);
-    const w = Math.min(state.base.width - x0, 2 * half * k), h = Math.min(state.base.height - y0, 2 * half * k);
+    const w = Math.min(v.base.width - x0, 2 * half * k), h = Math.min(v.base.height - y0, 2 * half * k);
     const c = document.createElement("canvas");
     const out = 360 / Math.max(w, h);
     c.width = Math.round(w * out); c.height = Math.round(h * out);
     const ctx = c.getContext("2d");
-    ctx.drawImage(state.base, x0, y0, w, h, 0, 0, c.width, c.height);
+    ctx.drawImage(v.base, x0, y0, w, h, 0, 0, c.width, c.height);
     ctx.strokeStyle = "#ffd24a"; ctx.lineWidth = 2;
     const sx = (x) => (x * k - x0) * out, sy = (y) => (y * k - y0) * out;
     const roi = m.roi;
@@ -798,9 +851,9 @@
       ".imgs{display:flex;gap:12px;flex-wrap:wrap}.imgs figure{margin:0}.imgs img{height:220px;border:1px solid #ccd}" +
       ".notice{border:1px solid #e2c56b;background:#fff6dc;padding:8px 10px}@media print{body{margin:0}}</style></head><body>" +
       "<h1>mammocadx case report</h1><p class=\"notice\">" + esc(rep.notice) + "</p>" +
-      "<h2>Image</h2><p>" + esc(state.imageName) + " · " + esc(rep.input.format.toUpperCase()) + " · " + rep.input.width + " × " +
+      "<h2>Image</h2><p>" + esc(views[m.v].name) + " · " + esc(viewName(views[m.v])) + " · " + esc(rep.input.format.toUpperCase()) + " · " + rep.input.width + " × " +
       rep.input.height + " px · SHA-256 " + esc(rep.input.sha256) + "</p>" +
-      "<h2>Region of interest (mark #" + m.n + ")</h2><p>" + esc(roiText(m.roi)) + "; square cut: centre (" +
+      "<h2>Region of interest (mark #" + m.n + ")</h2><p>" + esc(roiText(m.roi, views[m.v])) + "; square cut: centre (" +
       rep.roi.crop.cx + ", " + rep.roi.crop.cy + "), side " + rep.roi.crop.side + " px (" + esc(rep.roi.units) + ")</p>" +
       "<div class=\"imgs\"><figure><img alt=\"image around the mark\" src=\"" + keyImage(m) + "\"><figcaption>the image around the mark</figcaption></figure>" +
       "<figure><img alt=\"ROI\" src=\"data:image/png;base64," + out.roi_png + "\"><figcaption>" + (out.roi_colour === "grey" ? "grey ROI" : "pseudocolour ROI") + "</figcaption></figure>" +
