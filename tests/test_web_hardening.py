@@ -269,6 +269,18 @@ def test_error_bodies_never_name_a_server_path(pixels, tmp_path):
             assert "Pixel Data" not in body["detail"], (what, body)
 
 
+def test_clean_detail_keeps_urls_and_words():
+    from mammocadx.web.api_errors import clean_detail
+
+    assert clean_detail("open http://127.0.0.1:8000/ again") == "open http://127.0.0.1:8000/ again"
+    assert clean_detail("image/png, 1/2 of the ROI") == "image/png, 1/2 of the ROI"
+    assert clean_detail("cannot identify image file '/tmp/mammocadx-web-1-x/ab.upload'") == (
+        "cannot identify image file 'the file'")
+    assert clean_detail("see ~/.cache/mammocadx/features/x and C:\\Users\\me\\a.dcm") == "see the file and the file"
+    assert clean_detail("line one\nTraceback\n  File \"/usr/lib/x.py\"") == "line one"
+    assert len(clean_detail("x" * 5000)) == 300
+
+
 def test_model_errors_are_one_short_line():
     class Failing(FakePredictor):
         def predict(self, image, roi):
@@ -288,7 +300,7 @@ def test_host_header_must_name_this_server():
     app = create_app(predictor=FakePredictor(), config=WebConfig(allowed_hosts=("reader.lan",)))
     with TestClient(app, base_url="http://evil.example") as c:
         r = c.get("/healthz")
-        assert r.status_code == 400 and r.json()["error"] == "bad_host"
+        assert r.status_code == 400 and r.json()["error"] == "bad_host" and "localhost" in r.json()["detail"]
         assert c.get("/").status_code == 400
         for host in ("localhost:8000", "127.0.0.1", "127.0.0.1:8123", "[::1]:8000", "LOCALHOST", "reader.lan:80"):
             assert c.get("/healthz", headers={"host": host}).status_code == 200, host

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 #: Longest ``detail`` sent to a client; the server log keeps the rest.
 MAX_DETAIL_CHARS = 300
 # Absolute or home-relative file paths (POSIX and Windows), quoted or not.
-_PATH = re.compile(r"""(?:(?<![\w.])~?/(?:[^\s'"<>/]+/)+[^\s'"<>,;)]*)|(?:\b[A-Za-z]:\\[^\s'"<>]*)""")
+_PATH = re.compile(r"""(?:(?<![\w.:/~])~?/(?:[^\s'"<>/]+/)+[^\s'"<>,;)]*)|(?:\b[A-Za-z]:\\[^\s'"<>]*)""")
 # Library reasons that are true but cryptic for a reader.
 _REWORDED = (
     (re.compile(r"no Pixel Data", re.I), "the DICOM file is truncated or has no image data"),
@@ -45,8 +45,8 @@ def clean_detail(text: str) -> str:
 class ApiError(HTTPException):
     """An HTTP error with a machine-readable code, rendered as :class:`~mammocadx.web.schemas.ErrorResponse`."""
 
-    def __init__(self, status_code: int, detail: str, error: str):
-        super().__init__(status_code=status_code, detail=detail)
+    def __init__(self, status_code: int, detail: str, error: str, headers: dict[str, str] | None = None):
+        super().__init__(status_code=status_code, detail=detail, headers=headers)
         self.error = error
 
 
@@ -56,13 +56,19 @@ def human_bytes(n: int) -> str:
 
 
 def too_large(limit: int, what: str = "upload") -> ApiError:
-    """The 413 for a body or upload above ``limit`` bytes."""
-    return ApiError(413, f"{what} too large: the limit is {human_bytes(limit)}", "too_large")
+    """The 413 for a body or upload above ``limit`` bytes.
+
+    It closes the connection: the rest of the body is never read, and a client
+    still sending it must not wait for the server to drain it.
+    """
+    return ApiError(413, f"{what} too large: the limit is {human_bytes(limit)}", "too_large",
+                    headers={"Connection": "close"})
 
 
 def error_response(exc: ApiError) -> JSONResponse:
     """The JSON response of ``exc`` (its detail passed through :func:`clean_detail`)."""
-    return JSONResponse({"detail": clean_detail(exc.detail), "error": exc.error}, status_code=exc.status_code)
+    return JSONResponse({"detail": clean_detail(exc.detail), "error": exc.error}, status_code=exc.status_code,
+                        headers=exc.headers)
 
 
 async def send_error(send: Send, exc: ApiError) -> None:

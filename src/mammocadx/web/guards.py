@@ -167,8 +167,8 @@ class HostOriginGuard:
     def _refusal(self, scope: Scope) -> ApiError | None:
         host = _header(scope, b"host")
         if host is None or host_name(host) not in self.hosts:
-            return ApiError(400, "this server answers only to its own address (e.g. http://127.0.0.1:PORT/); "
-                                 "the Host header names another", "bad_host")
+            return ApiError(400, "this server answers only to its own address (localhost, 127.0.0.1, [::1] "
+                                 "or a name given with --allow-host); the Host header names another", "bad_host")
         if scope["method"] in self.SAFE_METHODS:
             return None
         if (_header(scope, b"sec-fetch-site") or "").lower() == "cross-site":
