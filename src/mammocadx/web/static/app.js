@@ -263,6 +263,7 @@
       " · SHA-256 " + info.sha256.slice(0, 12) + "…";
     el.r.max = Math.max(info.width, info.height) / 2;
     el.wlReadout.textContent = wlText(v);
+    el.analyse.disabled = v.gone;
   }
 
   el.file.addEventListener("change", () => upload(el.file.files[0], 0));
