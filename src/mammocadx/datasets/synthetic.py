@@ -64,7 +64,7 @@ from PIL import Image
 from scipy import ndimage as ndi
 import cv2
 
-from mammocadx.datasets.records import BENIGN, LABEL_NAMES, MALIGNANT, LesionRecord, Roi, parse_label
+from mammocadx.records import BENIGN, LABEL_NAMES, MALIGNANT, LesionRecord, Roi, parse_label
 from mammocadx.errors import DatasetError
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mammocadx.datasets.records import LesionRecord
+from mammocadx.records import LesionRecord
 from mammocadx.evaluate.metrics import METRICS
 
 if TYPE_CHECKING:  # scikit-learn and SciPy load with the functions that use them: ``mammocadx --help`` stays fast
@@ -95,24 +95,22 @@ def variants(factors: Sequence[str] = ALL_FACTORS) -> list[Variant]:
     return rows
 
 
-def _build(variant: Variant) -> Any:
-    from mammocadx.model import modes
+def _build(variant: Variant) -> tuple[Any, Any]:
+    """The variant's CADx (features) and head factory (``head_mode`` swaps the head only; features stay)."""
+    from dataclasses import replace
+
     from mammocadx.model.cadx import CADx
+    from mammocadx.model.config import resolve
+    from mammocadx.model.modes import get_mode
 
     over = dict(variant.overrides)
     head_mode = over.pop("head_mode", None)
-    if variant.mode == "paper":
-        cadx = CADx.paper(**over)
-    else:
-        cadx = modes.build(variant.mode, **over)
-    if head_mode is not None:
-        spec = modes.MODES[head_mode]
-        cadx._head_factory_override = lambda n, d: modes.make_head(spec, cadx.config)  # head only; features stay
-    return cadx
-
-
-def _head_factory(cadx: Any) -> Any:
-    return getattr(cadx, "_head_factory_override", None) or cadx.head_factory()
+    no_pca = "n_components" in over and over["n_components"] is None
+    config = resolve(variant.mode, over)
+    if no_pca:  # None means "not given" to resolve; the "none" row drops PCA explicitly
+        config = replace(config, head=replace(config.head, n_components=None))
+    factory = config.head_factory(get_mode(head_mode).head if head_mode else None)
+    return CADx(config), factory
 
 
 def _feature_key(cadx: Any) -> tuple[Any, ...]:
@@ -157,7 +155,7 @@ def run_ablation(
     cache: dict[tuple[Any, ...], Any] = {}
     rows = []
     for v in variants(factors):
-        cadx = _build(v)
+        cadx, head_factory = _build(v)
         key = _feature_key(cadx)
         if key not in cache:
             log.info("ablation: features for %s", v.label)
@@ -165,7 +163,7 @@ def run_ablation(
         fs = cache[key]
         y, g = fs.y, fs.groups
         splits = grouped_kfold(y, g, folds=folds, repeats=repeats, seed=seed)
-        res = run_splits(fs.X, y, g, splits, _head_factory(cadx), cadx.config.head.threshold,
+        res = run_splits(fs.X, y, g, splits, head_factory, cadx.config.head.threshold,
                          {"name": "patient-grouped stratified k-fold", "folds": folds, "repeats": repeats, "seed": seed})
         row: dict[str, Any] = {"factor": v.factor, "setting": v.setting, "label": v.label,
                                "baseline": v.factor == "baseline", "n_lesions": len(fs.records),

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from mammocadx import __version__
-from mammocadx.datasets.records import LesionRecord
+from mammocadx.records import LesionRecord
 from mammocadx.evaluate.crossval import CVResult, run_splits
 from mammocadx.evaluate.metrics import METRICS
 from mammocadx.evaluate.plots import plot_confusion, plot_roc

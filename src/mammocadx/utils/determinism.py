@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from mammocadx.datasets.records import LesionRecord
+from mammocadx.records import LesionRecord
 from mammocadx.errors import DatasetError
 
 log = logging.getLogger(__name__)
