@@ -11,11 +11,12 @@ import copy
 import logging
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mammocadx.evaluate.run import Evaluation
+if TYPE_CHECKING:  # run.write_run imports this module; the type alone flows back
+    from mammocadx.evaluate.run import Evaluation
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -16,13 +15,11 @@ from typing import Any
 import numpy as np
 
 from mammocadx.errors import ImageReadError
-from mammocadx.records import ImageData, to_uint8
+from mammocadx.io.limits import MAX_PIXELS
+from mammocadx.records import ImageData, to_uint8  # noqa: F401  (to_uint8 re-exported: io.images.to_uint8)
 
 log = logging.getLogger(__name__)
 
-#: Refuse images above this many pixels (a decompression-bomb guard). A full-field
-#: digital mammogram is at most about 4096 x 5928 = 24 Mpx.
-MAX_PIXELS = 80_000_000
 
 _MAGIC = {
     b"\x89PNG\r\n\x1a\n": "png",
