@@ -19,9 +19,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from mammocadx.evaluate.metrics import METRICS
 from mammocadx.evaluate.table4 import to_html as table4_html
 
-METRIC_ORDER: tuple[str, ...] = ("auc", "accuracy", "sensitivity", "specificity", "precision", "f1")
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#1d2329;line-height:1.45}
@@ -66,7 +66,7 @@ def _metrics_table(mode: Mapping[str, Any]) -> str:
     summary = mode.get("summary") or {}
     ci = mode.get("ci") or {}
     rows = []
-    for m in METRIC_ORDER:
+    for m in METRICS:
         s = summary.get(m) or {}
         lo_hi = ci.get(m)
         ci_txt = f"[{_num(lo_hi[0])}, {_num(lo_hi[1])}]" if lo_hi else "n/a"

@@ -12,6 +12,21 @@ def _fmt(v: Any) -> str:
     return "n/a" if v is None else f"{v:.3f}"
 
 
+def _head_text(cfg: dict[str, Any]) -> str:
+    """The mode's head in words, with the settings that head takes (not SVM settings for a logistic regression)."""
+    from mammocadx.errors import ConfigError
+    from mammocadx.model.config import CADxConfig
+    from mammocadx.model.heads import HEADS
+    from mammocadx.model.modes import get_mode
+
+    try:
+        config = CADxConfig.from_dict(cfg)
+    except ConfigError:
+        return "n/a"
+    settings = ", ".join(f"{k}={v}" for k, v in config.card_dict()["head"].items())
+    return HEADS[get_mode(config.mode).head].description + (f" ({settings})" if settings else "")
+
+
 def write_report(run_dir: Path, metrics: dict[str, Any], title: str = "mammocadx run") -> Path:
     """Write ``report.html`` next to ``metrics.json``, ``roc.png`` and ``confusion.png``."""
     p = metrics["protocol"]
@@ -29,7 +44,7 @@ def write_report(run_dir: Path, metrics: dict[str, Any], title: str = "mammocadx
     cfg = metrics["config"]
     proto = (f"{html.escape(str(p.get('name')))}: {p.get('folds')} folds × {p.get('repeats')} repeats, seed {p.get('seed')}; "
              f"{p.get('n_lesions')} lesions ({p.get('n_malignant')} malignant) from {p.get('n_patients')} patients; "
-             f"grouped by {p.get('grouping')}; AUC from the SVM decision function.")
+             f"grouped by {p.get('grouping')}; AUC from the head's decision function.")
     skipped = metrics.get("skipped") or []
     skipped_html = ""
     if skipped:
@@ -50,8 +65,7 @@ model that never saw that patient.</p>
 <h2>Protocol</h2><p>{proto}</p>
 <p>Mode <b>{html.escape(str(cfg['mode']))}</b>: backbone <code>{html.escape(str(cfg['backbone']))}</code>,
 pseudocolour <code>{html.escape(str(cfg['pseudocolor']))}</code>, ROI context {cfg['context']},
-segmentation {'on' if cfg['segment'] else 'off'}, PCA components requested {cfg['head']['n_components']},
-SVM C={cfg['head']['C']}, gamma={html.escape(str(cfg['head']['gamma']))}.</p>
+segmentation {'on' if cfg['segment'] else 'off'}; head: {html.escape(_head_text(cfg))}.</p>
 <h2>Metrics (mean over repeats of pooled out-of-fold predictions)</h2>
 <table><tr><th>metric</th><th>mean</th><th>sd over repeats</th><th>95 % CI (patient bootstrap)</th><th>range over repeats</th></tr>{rows}</table>
 <img src="roc.png" alt="ROC curves"><img src="confusion.png" alt="confusion matrix">
