@@ -9,7 +9,7 @@ import torch
 
 from mammocadx.errors import BackboneError
 from mammocadx.features import backbones as bb
-from mammocadx.utils.serial import sha256_file
+from mammocadx.utils.hashing import sha256_file
 
 torch.set_num_threads(2)
 CAT_CLASSES = {281, 282, 285}  # tabby, tiger cat, Egyptian cat

@@ -27,7 +27,7 @@ import numpy as np
 
 from mammocadx.records import LesionRecord
 from mammocadx.evaluate.metrics import METRICS
-from mammocadx.utils.serial import json_safe
+from mammocadx.io.atomic import json_data
 
 if TYPE_CHECKING:  # scikit-learn and SciPy load with the functions that use them: ``mammocadx --help`` stays fast
     from mammocadx.evaluate.crossval import CVResult
@@ -200,7 +200,7 @@ def write_ablation(rows: Sequence[dict[str, Any]], out_dir: str | Path) -> dict[
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "ablation.json", "csv": out / "ablation.csv", "md": out / "ablation.md", "png": out / "ablation.png"}
-    paths["json"].write_text(json.dumps(json_safe(list(rows)), indent=2, allow_nan=False), encoding="utf-8")
+    paths["json"].write_text(json.dumps(json_data(list(rows)), indent=2, allow_nan=False), encoding="utf-8")
     cols = ["factor", "setting", "label", "baseline", "n_lesions"] + \
         [f"{m}_{s}" for m in METRICS for s in ("mean", "sd")] + ["auc_ci_lo", "auc_ci_hi"]
     with paths["csv"].open("w", newline="", encoding="utf-8") as fh:
@@ -270,7 +270,7 @@ def compare_modes(
         y, g = ev.features.y, ev.features.groups
         S, P, idx = cv_arrays(ev.result.predictions, len(y))
         ci = bootstrap_ci(y[idx], S, P, g[idx], n_boot=n_boot, seed=seed)
-        (run_dir / "ci.json").write_text(json.dumps(json_safe({k: list(v) for k, v in ci.items()}), indent=2))
+        (run_dir / "ci.json").write_text(json.dumps(json_data({k: list(v) for k, v in ci.items()}), indent=2))
         from mammocadx.model import modes as mode_registry
 
         desc = mode_registry.MODES[mode].description if mode in mode_registry.MODES else mode
@@ -293,6 +293,6 @@ def compare_modes(
         results["ablation"] = list(ablation)
         if (out / "ablation.png").is_file():
             results["ablation_png"] = "ablation.png"
-    (out / "results.json").write_text(json.dumps(json_safe(results), indent=2, allow_nan=False), encoding="utf-8")
+    (out / "results.json").write_text(json.dumps(json_data(results), indent=2, allow_nan=False), encoding="utf-8")
     write_html_report(out, results, title=f"mammocadx: {dataset}, modes {', '.join(modes)}", gradcam=gradcam)
     return results

@@ -24,11 +24,10 @@ from mammocadx.records import LesionRecord
 from mammocadx.evaluate.crossval import CVResult, run_splits
 from mammocadx.evaluate.metrics import METRICS
 from mammocadx.evaluate.plots import plot_confusion, plot_roc
-from mammocadx.io.atomic import atomic_directory, atomic_write_csv, atomic_write_json
+from mammocadx.io.atomic import atomic_directory, atomic_write_csv, atomic_write_json, json_data
 from mammocadx.evaluate.splits import grouped_kfold, official_split
 from mammocadx.features.featurizer import FeatureSet
 from mammocadx.model.cadx import CADx
-from mammocadx.utils.serial import json_safe
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +118,7 @@ def metrics_dict(ev: Evaluation, command: str | None = None) -> dict[str, Any]:
         "backbone": {"name": ev.cadx.config.backbone,
                      "weights_sha256": getattr(ev.cadx.extractor, "weights_sha256", None)},
     }
-    return json_safe(out)
+    return json_data(out)
 
 
 def write_run(ev: Evaluation, out_dir: str | Path, command: str | None = None, title: str | None = None,
@@ -144,7 +143,7 @@ def write_run(ev: Evaluation, out_dir: str | Path, command: str | None = None, t
                                       deletion_lesions=deletion_lesions, seed=int(ev.result.protocol.get("seed", 0)))
             for entry in expl["gallery"]:
                 entry["files"] = [str(Path(f).relative_to(tmp)) for f in entry["files"]]
-            metrics["gradcam"] = json_safe(expl)
+            metrics["gradcam"] = json_data(expl)
         atomic_write_json(tmp / "metrics.json", metrics)
         _write_predictions(ev, tmp / "predictions.csv")
         if ev.features.skipped:

@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # torch is imported where it is used: a run served from the f
     import torch
 
 from mammocadx.errors import BackboneError
-from mammocadx.utils.serial import sha256_file
+from mammocadx.utils.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 

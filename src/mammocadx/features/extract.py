@@ -52,9 +52,9 @@ from mammocadx.features.backbones import (
 from mammocadx.features.cache import (
     FeatureCache,
     array_digest,
-    atomic_write_bytes,
     context_digest,
     entry_key,
+    write_cache_file,
 )
 from mammocadx.utils.system import available_cpus
 from mammocadx.utils.versions import dist_version
@@ -263,7 +263,7 @@ class _OrtRunner(_Runner):
         data = export_pooled_onnx(backbone.model, backbone.input_size, backbone.name)
         if self.path is not None:
             try:
-                atomic_write_bytes(self.path, data)
+                write_cache_file(self.path, data)
             except OSError as exc:
                 log.warning("cannot keep the ONNX export in %s (%s)", self.path, exc)
         log.info("%s exported to ONNX (%.1f MB)%s", backbone.name, len(data) / 1e6,
@@ -293,7 +293,7 @@ class _OrtRunner(_Runner):
             return
         doc = {**self._verification_record(), "min_cosine": min_cosine, "rois": n}
         try:
-            atomic_write_bytes(self.path.with_suffix(".verified.json"), json.dumps(doc, indent=2).encode())
+            write_cache_file(self.path.with_suffix(".verified.json"), json.dumps(doc, indent=2).encode())
         except OSError as exc:
             log.debug("cannot record the verification of %s (%s)", self.path, exc)
 

@@ -29,7 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from mammocadx.utils.serial import sha256_file
+from mammocadx.utils.hashing import sha256_file
 from mammocadx.utils.versions import dist_version
 
 #: Libraries whose behaviour shapes the ROI pixels.

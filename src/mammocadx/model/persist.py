@@ -65,8 +65,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC, LinearSVC
 
 from mammocadx.errors import ModelError, ModelIntegrityError
-from mammocadx.io.atomic import atomic_directory
-from mammocadx.utils.serial import json_safe, sha256_file
+from mammocadx.io.atomic import atomic_directory, json_data
+from mammocadx.utils.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -342,11 +342,11 @@ def validate_card(card: Mapping[str, Any]) -> None:
 
 
 def _jsonable(value: Any, where: str) -> Any:
-    """Card values as strict JSON (:func:`mammocadx.utils.serial.json_safe`); other types are a ModelError."""
+    """Card values as strict JSON (:func:`mammocadx.io.atomic.json_data`); other types are a ModelError."""
     try:
-        return json_safe(value, where, strict=True)
+        return json_data(value)
     except TypeError as exc:
-        raise ModelError(f"model card value {exc}") from None
+        raise ModelError(f"model card {where}: {exc}") from None
 
 
 def _version(dist: str) -> str | None:

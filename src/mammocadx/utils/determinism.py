@@ -24,7 +24,7 @@ import numpy as np
 
 from mammocadx.records import LesionRecord
 from mammocadx.errors import DatasetError
-from mammocadx.utils.serial import sha256_file
+from mammocadx.utils.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 
