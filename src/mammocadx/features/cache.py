@@ -36,10 +36,12 @@ from typing import Any
 import numpy as np
 
 from mammocadx.io.atomic import atomic_write_bytes
+from mammocadx.utils.system import CACHE_ENV_VAR
+from mammocadx.utils.system import default_cache_dir as system_cache_dir
 
 log = logging.getLogger(__name__)
 
-ENV_VAR = "MAMMOCADX_CACHE_DIR"
+ENV_VAR = CACHE_ENV_VAR
 _LAYOUT = "v1"
 #: Sub-folder of the cache root that holds Grad-CAM explanations (:mod:`mammocadx.explain.cache`).
 EXPLANATIONS_DIR = "explanations-v1"
@@ -47,11 +49,8 @@ _TMP_PREFIX = ".tmp-"
 
 
 def default_cache_dir() -> Path:
-    """``$MAMMOCADX_CACHE_DIR`` if set, else ``~/.cache/mammocadx/features``."""
-    env = os.environ.get(ENV_VAR)
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "mammocadx" / "features"
+    """``$MAMMOCADX_CACHE_DIR`` if set, else ``~/.cache/mammocadx/features`` (:func:`mammocadx.utils.system.default_cache_dir`)."""
+    return system_cache_dir("features")
 
 
 def array_digest(array: np.ndarray) -> str:
