@@ -103,6 +103,13 @@ class InnerCVPipeline(Pipeline):
         self.threshold = threshold
         self.random_state = random_state
 
+    def __sklearn_tags__(self) -> Any:
+        """Binary classifier tags (benign vs malignant): scikit-learn's checks then use two-class data."""
+        tags = super().__sklearn_tags__()
+        if tags.classifier_tags is not None:
+            tags.classifier_tags.multi_class = False
+        return tags
+
     def _rule(self) -> str | float:
         if self.threshold == "youden":
             return "youden"
