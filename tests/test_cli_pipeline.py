@@ -122,8 +122,9 @@ def test_paper_mode_on_all_mini_mias_lesions(mias_dir: Path, tmp_path: Path) -> 
     assert m["protocol"]["n_patients"] == 104 and m["protocol"]["grouping"] == "patient"
     for k in ("auc", "accuracy", "sensitivity", "specificity", "precision", "f1"):
         assert k in m
-    # The paper's RBF-SVM is near chance on mini-MIAS under a leak-free protocol (README, DESIGN.md §2).
-    assert 0.35 < m["auc"] < 0.8
+    # The paper's RBF-SVM is near chance on mini-MIAS under a leak-free protocol (README, DESIGN.md §2);
+    # seeded value (repeats 0 and 1 of the README's 5 x 5 run), with room for the CNN engine's rounding.
+    assert m["auc"] == pytest.approx(0.5760, abs=0.01)
 
 
 def test_predict_walks_a_folder_for_images_by_content(cohort: Path, tmp_path: Path) -> None:
