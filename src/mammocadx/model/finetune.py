@@ -688,3 +688,20 @@ class FineTuneHead(ClassifierMixin, BaseEstimator):
         head.threshold_ = float(meta["threshold"])
         head.selection_ = dict(meta.get("selection") or {})
         return head
+
+    # ------------------------------------------------------------------ explanation
+    def explain(self, X: Any, batch_size: int = 8) -> list[Any]:
+        """Grad-CAM of the fine-tuned network's own malignancy logit for each ROI row (central crop, no flip).
+
+        Returns
+        -------
+        list of mammocadx.explain.gradcam.Explanation
+            Maps at the network's input size over the central crop, which is the
+            square :func:`mammocadx.preprocess.roi.roi_square` gives for the model's
+            ROI context (so figures place them like any other mode's).
+        """
+        from mammocadx.explain.gradcam import explain_rois
+
+        self._check_fitted()
+        return explain_rois(self.as_backbone("fine-tuned"), self.linear_head(), self.central_rgb(X),
+                            batch_size=batch_size)
