@@ -7,10 +7,11 @@
   image -> prepared image -> grey ROI -> colour -> CNN features, cached);
 - the model of the mode's kind (:mod:`mammocadx.model.modes`); for kind
   ``"features+head"`` a head from :mod:`mammocadx.model.heads`, fitted on
-  training features only.
+  training features only; for kind ``"finetune"`` the network itself
+  (:class:`mammocadx.model.finetune.FineTuneHead`), fitted on the grey ROI rows.
 
-Where the model kind matters, :meth:`CADx._fit_kind` and :meth:`CADx._score_rois`
-are the only places that look at it.
+Where the model kind matters, :meth:`CADx.featurize`, :meth:`CADx._score_rois`,
+:meth:`CADx.save` and :meth:`CADx.load` are the only places that look at it.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from mammocadx.features.featurizer import FeatureSet, LesionFeaturizer
 from mammocadx.io.images import read_image
 from mammocadx.model.config import CADxConfig, resolve
 from mammocadx.model.heads import HEADS, HeadFactory
-from mammocadx.model.modes import FEATURES_HEAD, get_mode
+from mammocadx.model.modes import FEATURES_HEAD, FINETUNE, get_mode
 from mammocadx.preprocess.roi import RoiConfig, RoiGeometry
 from mammocadx.records import LABEL_NAMES, ImageData, LesionRecord, Roi
 from mammocadx.utils.determinism import fingerprint_records
@@ -135,7 +136,11 @@ class CADx:
         return self.featurizer.roi_config
 
     def featurize(self, records: Sequence[LesionRecord]) -> FeatureSet:
-        """CNN features of ``records`` (:meth:`LesionFeaturizer.featurize`)."""
+        """The rows the model is fitted on: CNN features (:meth:`LesionFeaturizer.featurize`), or, for a
+        fine-tuned network, the grey ROIs themselves, flattened (:meth:`LesionFeaturizer.rois`)."""
+        if self.kind == FINETUNE:
+            rs = self.featurizer.rois(records)
+            return FeatureSet(X=rs.X.reshape(len(rs.X), -1), records=rs.records, skipped=rs.skipped)
         return self.featurizer.featurize(records)
 
     def head_factory(self) -> HeadFactory:
@@ -150,9 +155,9 @@ class CADx:
     # ----------------------------------------------------------------- fit
     def _fit_kind(self, records: Sequence[LesionRecord] | None, fs: FeatureSet | None, seed: int | None) -> "CADx":
         """Fit the model of this mode's kind: the one place a new model kind plugs in (see ``model.modes``)."""
-        if self.kind != FEATURES_HEAD:
+        if self.kind not in (FEATURES_HEAD, FINETUNE):
             raise ModelError(f"model kind {self.kind!r} has no fit here yet")
-        fs = fs if fs is not None else self.featurizer.featurize(records or [])
+        fs = fs if fs is not None else self.featurize(records or [])
         y = fs.y
         if len(np.unique(y)) < 2:
             raise ModelError("training needs both benign and malignant lesions")
@@ -184,9 +189,13 @@ class CADx:
 
     def _score_rois(self, grey: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Scores of grey ROIs ``(N, S, S)``, with the coloured ROIs and features (kind dispatch, as :meth:`_fit_kind`)."""
+        rgb = self.featurizer.colorize(grey)
+        if self.kind == FINETUNE:
+            self._check_fitted()
+            rows = np.asarray(grey, np.float32).reshape(len(grey), -1)
+            return np.asarray(self.head_.decision_function(rows), float), rgb, self.head_.pooled_features(rows)
         if self.kind != FEATURES_HEAD:
             raise ModelError(f"model kind {self.kind!r} has no scoring here yet")
-        rgb = self.featurizer.colorize(grey)
         feats = self.extractor.transform(rgb)
         return self.decision_function(feats), rgb, feats
 
@@ -223,16 +232,20 @@ class CADx:
             head_info["svc_gamma"] = float(steps["svc"]._gamma)
         if hasattr(self.head_, "selection_record") and self.head_.selection_record():
             head_info["selection"] = self.head_.selection_record()
+        feature_dim = int(fs.X.shape[1])
+        if self.kind == FINETUNE:
+            feature_dim = int(self.head_.coef_.shape[1])
+            head_info["network"] = {"params": self.head_.get_params(), "file": "network.safetensors"}
         return {
             "name": f"mammocadx-{c.mode}",
             "mode": c.mode,
             "kind": self.kind,
             "config": c.card_dict(),
             "backbone": {"name": c.backbone, "weights_sha256": getattr(ext, "weights_sha256", None),
-                         "input_size": int(ext.input_size), "feature_dim": int(fs.X.shape[1]),
+                         "input_size": int(self.roi_config.size), "feature_dim": feature_dim,
                          "precision": c.precision},
             "preprocessing": {"pseudocolor": c.pseudocolor, "roi_context": c.context,
-                              "roi_size": int(ext.input_size), "segmentation": c.segment,
+                              "roi_size": int(self.roi_config.size), "segmentation": c.segment,
                               "clahe": c.clahe, "window": "8-bit, before pseudocolour"},
             "head": head_info,
             "threshold": self.threshold,
@@ -250,7 +263,35 @@ class CADx:
         self._check_fitted()
         from mammocadx.model.persist import save_model
 
+        if self.kind == FINETUNE:
+            # The network's weights go to network.safetensors; its binary layer is saved as the ordinary
+            # linear head (so head.json/arrays.npz and their probe check describe it like any other head).
+            from sklearn.pipeline import Pipeline
+
+            linear = Pipeline([("linear", self.head_.linear_head())])
+            linear.threshold_ = float(self.head_.threshold_)
+            return save_model(Path(path), linear, self.card, network=self.head_.state_arrays())
         return save_model(Path(path), self.head_, self.card)
+
+    @staticmethod
+    def _network_from(path: str | Path, linear: Any, card: dict[str, Any]) -> Any:
+        """The fine-tuned network of a model folder: its weights file plus the saved linear layer."""
+        from mammocadx.model.finetune import FineTuneHead
+        from mammocadx.model.persist import load_network
+
+        arrays = {f"net.{k}": v for k, v in load_network(path).items()}
+        lin = linear.steps[-1][1]
+        arrays["fc.weight"] = np.asarray(lin.coef_, np.float32)
+        arrays["fc.bias"] = np.asarray(lin.intercept_, np.float32)
+        net = (card.get("head") or {}).get("network") or {}
+        if not isinstance(net.get("params"), dict):
+            raise ModelError("model card: a fine-tuned model must record its network's parameters", path)
+        meta = {"params": net["params"], "threshold": float(getattr(linear, "threshold_", card["threshold"])),
+                "selection": (card.get("head") or {}).get("selection")}
+        try:
+            return FineTuneHead.from_arrays(arrays, meta)
+        except (TypeError, ModelError) as exc:
+            raise ModelError(f"cannot rebuild the fine-tuned network: {exc}", path) from None
 
     @classmethod
     def load(cls, path: str | Path) -> "CADx":
@@ -263,6 +304,8 @@ class CADx:
         except ConfigError as exc:
             raise ModelError(f"model card: {exc.reason}", path) from None
         cadx = cls(config)
+        if cadx.kind == FINETUNE:
+            head = cadx._network_from(path, head, card)
         cadx.head_ = head
         cadx.card = card
         sha = card.get("backbone", {}).get("weights_sha256")

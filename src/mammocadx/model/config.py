@@ -15,11 +15,13 @@ from typing import Any
 
 from mammocadx.errors import ConfigError
 from mammocadx.model.heads import HEADS, HeadFactory
-from mammocadx.model.modes import get_mode
+from mammocadx.model.modes import FINETUNE, get_mode
 from mammocadx.model.selection import PAPER_N_COMPONENTS
 
 PSEUDOCOLORS = ("sine", "grey")
 PRECISIONS = ("auto", "fp32", "bf16")
+#: Network input side of fine-tuned modes unless ``input_size`` is given.
+FINETUNE_INPUT_SIZE = 224
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,9 @@ class CADxConfig:
         Feature-extraction precision: ``"auto"``, ``"fp32"`` or ``"bf16"``.
     batch_size : int
         ROIs per CNN batch.
+    input_size, epochs : int or None
+        Fine-tuned modes only: network input side (default 224, up to 320; the ROI is
+        cut at this size) and the most training epochs (default the mode's).
     """
 
     mode: str = "paper"
@@ -96,6 +101,8 @@ class CADxConfig:
     head: HeadConfig = field(default_factory=HeadConfig)
     precision: str = "auto"
     batch_size: int = 32
+    input_size: int | None = None
+    epochs: int | None = None
 
     def __post_init__(self) -> None:
         get_mode(self.mode)
@@ -110,6 +117,15 @@ class CADxConfig:
             raise ConfigError(f"precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ConfigError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        if self.input_size is not None and (isinstance(self.input_size, bool) or not isinstance(self.input_size, int)
+                                            or not 32 <= self.input_size <= 320):
+            raise ConfigError(f"input_size must be an integer from 32 to 320 pixels, got {self.input_size!r}")
+        if self.epochs is not None and (isinstance(self.epochs, bool) or not isinstance(self.epochs, int)
+                                        or not 1 <= self.epochs <= 200):
+            raise ConfigError(f"epochs must be an integer from 1 to 200, got {self.epochs!r}")
+        if get_mode(self.mode).kind != FINETUNE and (self.input_size is not None or self.epochs is not None):
+            raise ConfigError(f"input_size and epochs are settings of fine-tuned modes; mode {self.mode!r} "
+                              f"uses the frozen backbone at its own input size")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form."""
@@ -137,9 +153,17 @@ class CADxConfig:
 
     def feature_settings(self) -> dict[str, Any]:
         """Keyword arguments of :class:`~mammocadx.features.featurizer.LesionFeaturizer`."""
-        return {"backbone": self.backbone, "weights": self.weights, "pseudocolor": self.pseudocolor,
-                "context": self.context, "segment": self.segment, "clahe": self.clahe,
-                "precision": self.precision, "batch_size": self.batch_size}
+        out = {"backbone": self.backbone, "weights": self.weights, "pseudocolor": self.pseudocolor,
+               "context": self.context, "segment": self.segment, "clahe": self.clahe,
+               "precision": self.precision, "batch_size": self.batch_size}
+        if get_mode(self.mode).kind == FINETUNE:
+            out["roi_size"] = self.network_input_size
+        return out
+
+    @property
+    def network_input_size(self) -> int:
+        """Input side of a fine-tuned network (``input_size``, default :data:`FINETUNE_INPUT_SIZE`)."""
+        return int(self.input_size) if self.input_size is not None else FINETUNE_INPUT_SIZE
 
     def head_factory(self, head: str | None = None) -> HeadFactory:
         """The picklable factory of this mode's head (or of the registered head ``head``), with its settings."""
@@ -148,6 +172,11 @@ class CADxConfig:
         opts = dict(spec.head_options) if head is None else {}
         for k in HEADS[name].takes:
             opts.setdefault(k, getattr(self.head, k))
+        if spec.kind == FINETUNE and head is None:
+            opts.update(backbone=self.backbone, pseudocolor=self.pseudocolor, precision=self.precision,
+                        input_size=self.network_input_size)
+            if self.epochs is not None:
+                opts["epochs"] = int(self.epochs)
         return HeadFactory(name, tuple(sorted(opts.items())))
 
 

@@ -244,6 +244,13 @@ def linear_svm_head(C_grid: Sequence[float] = BEST_C_GRID, threshold: float = 0.
                            param_grid={"linsvc__C": list(C_grid)}, threshold=threshold)
 
 
+def finetune_head(**options: Any) -> Any:
+    """The ImageNet network fine-tuned on the ROI rows (:class:`mammocadx.model.finetune.FineTuneHead`)."""
+    from mammocadx.model.finetune import FineTuneHead  # torch-heavy: imported when a fine-tuned model is built
+
+    return FineTuneHead(**options)
+
+
 @dataclass(frozen=True)
 class HeadRecipe:
     """A registered head: its builder, the ``HeadConfig`` fields it takes, and what its score is."""
@@ -263,6 +270,9 @@ HEADS: dict[str, HeadRecipe] = {
                             "z-score -> L2 logistic regression (C by inner patient-grouped CV), Youden threshold"),
     "linear-svm-cv": HeadRecipe(linear_svm_head, ("threshold",), "uncalibrated linear-SVM decision values",
                                 "z-score -> linear SVM (C by inner patient-grouped CV)"),
+    "finetune": HeadRecipe(finetune_head, (), "fine-tuned network logit (not a calibrated probability)",
+                           "ImageNet CNN fine-tuned on the ROIs (later blocks + binary layer), inner-validation "
+                           "early stopping and Youden threshold, 8-view test-time averaging"),
 }
 
 

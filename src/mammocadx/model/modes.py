@@ -12,6 +12,9 @@
   from Youden's J on the inner out-of-fold scores. No PCA: the L2 penalty does
   the shrinkage.
 
+- ``finetune``: the ImageNet network itself fine-tuned on the grey ROIs
+  (:mod:`mammocadx.model.finetune`), the recommended mode.
+
 and research modes for ablations (``paper-search``: the paper's head with the
 component count searched by inner CV; ``paper-grey``; ``linear-svm``).
 
@@ -36,8 +39,12 @@ from mammocadx.errors import ConfigError
 #: Frozen CNN features of each lesion's ROI, then a head (:mod:`mammocadx.model.heads`).
 FEATURES_HEAD = "features+head"
 
+#: The ImageNet CNN itself fine-tuned on the grey ROIs (:class:`mammocadx.model.finetune.FineTuneHead`):
+#: its "features" are the ROI rows, its head is the network.
+FINETUNE = "finetune"
+
 #: Model kinds a mode may declare (see the module docstring for how one is added).
-KINDS: tuple[str, ...] = (FEATURES_HEAD,)
+KINDS: tuple[str, ...] = (FEATURES_HEAD, FINETUNE)
 
 
 @dataclass(frozen=True)
@@ -81,7 +88,16 @@ MODES: dict[str, ModeSpec] = {
                      {"pseudocolor": "grey", "context": 1.5}, "logreg-cv"),
     "linear-svm": ModeSpec("linear-svm", "grey ROI, z-score, linear SVM with C by inner CV",
                            {"pseudocolor": "grey", "context": 1.5}, "linear-svm-cv"),
+    "finetune": ModeSpec("finetune", "grey ROI (context 1.5, 224 px), Lite0 fine-tuned on the ROIs (stem and blocks "
+                         "0-4 frozen and cached, later blocks + a binary layer trained; flips/rotations, shift, scale "
+                         "and gamma augmentation; AdamW, warm-up + cosine; early stopping and Youden threshold on an "
+                         "inner patient-grouped validation split; logit averaged over 8 flips/rotations)",
+                         {"pseudocolor": "grey", "context": 1.5}, "finetune", kind=FINETUNE),
 }
+
+#: The mode ``train``, ``demo`` and ``serve`` use when none is given: the one that validates best on
+#: CBIS-DDSM-800 under patient-grouped CV (README, results).
+RECOMMENDED_MODE = "finetune"
 
 
 def get_mode(mode: str) -> ModeSpec:
