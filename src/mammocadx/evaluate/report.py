@@ -36,6 +36,9 @@ def write_report(run_dir: Path, metrics: dict[str, Any], title: str = "mammocadx
         items = "".join(f"<li>{html.escape(s['sample_id'])}: {html.escape(s['reason'])}</li>" for s in skipped[:50])
         skipped_html = f"<h2>Skipped inputs ({len(skipped)})</h2><ul>{items}</ul>"
     gradcam_html = _gradcam_section(metrics.get("gradcam"))
+    from mammocadx.evaluate.calibration_report import posthoc_html
+
+    posthoc = posthoc_html(metrics, [f for f in ("reliability.png", "abstention.png") if (run_dir / f).is_file()])
     doc = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
@@ -55,6 +58,7 @@ SVM C={cfg['head']['C']}, gamma={html.escape(str(cfg['head']['gamma']))}.</p>
 <h2>Metrics (mean over repeats of pooled out-of-fold predictions)</h2>
 <table><tr><th>metric</th><th>mean</th><th>sd over repeats</th><th>95 % CI (patient bootstrap)</th><th>range over repeats</th></tr>{rows}</table>
 <img src="roc.png" alt="ROC curves"><img src="confusion.png" alt="confusion matrix">
+{posthoc}
 {gradcam_html}
 {skipped_html}
 <h2>Reproduce</h2><p><code>{html.escape(str(metrics.get('command')))}</code></p>
