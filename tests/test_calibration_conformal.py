@@ -246,3 +246,22 @@ def test_breast_key_uses_lesion_id_then_side_exam_and_abnormality(tmp_path) -> N
                                            "a.png,M,P1,L,CC,les1,e1\nb.png,M,P1,L,MLO,les1,e1\n")
     recs = load_manifest(tmp_path)
     assert {breast_key(x) for x in recs} == {"P1|lesion|les1"}
+
+
+def test_answer_layer_fits_on_inner_oof_scores_and_round_trips() -> None:
+    from mammocadx.model.answers import AnswerLayer
+    from mammocadx.model.calibrate import inner_oof_scores as model_oof
+
+    X, y, g, _ = _cohort(1)
+    oof = model_oof(X, y, g, _head, folds=5, seed=0)
+    layer = AnswerLayer.fit(oof, y, g, operating_point="sensitivity=0.90", alpha=0.1)
+    assert layer.threshold == threshold_for(oof, y, sensitivity=0.9)
+    assert layer.record["training_rates_at_threshold"]["sensitivity"] >= 0.9
+    head = _head(len(y), X.shape[1]).fit(X, y)
+    ans = layer.answer(head.decision_function(X[:5]))
+    assert [a["label"] for a in ans] == ["malignant" if s > layer.threshold else "benign"
+                                         for s in head.decision_function(X[:5])]
+    assert all(0 <= a["probability"] <= 1 and a["uncertain"] == (len(a["conformal_set"]) != 1) for a in ans)
+    back = AnswerLayer.from_dict(json.loads(json.dumps(layer.to_dict())))
+    assert back.answer([0.3, -2.0]) == layer.answer([0.3, -2.0])
+    assert AnswerLayer.fit(oof, y, g).threshold is None

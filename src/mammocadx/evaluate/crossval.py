@@ -99,24 +99,12 @@ def _auto_jobs(first_fit_s: float, remaining: int) -> int:
 
 def inner_oof_scores(X: np.ndarray, y: np.ndarray, groups: np.ndarray, train: np.ndarray, head_factory: HeadFactory,
                      folds: int = 5, seed: int = 0, forbidden: np.ndarray | None = None) -> np.ndarray:
-    """Out-of-fold decision values of the rows ``train``: each scored by a head fitted without its patient.
+    """Inner out-of-fold decision values of the rows ``train`` (:func:`mammocadx.model.calibrate.inner_oof_scores`),
+    every inner head behind a :class:`FitGuard` that refuses the ``forbidden`` rows (the outer test fold)."""
+    from mammocadx.model.calibrate import inner_oof_scores as _oof
 
-    Inner folds are patient-grouped and label-stratified on the training rows only
-    (``folds`` reduced to the patients of the rarer class when fewer); every inner
-    head is a fresh one from ``head_factory`` behind a :class:`FitGuard` that refuses
-    the ``forbidden`` rows (the outer test fold).
-    """
-    from mammocadx.evaluate.splits import grouped_kfold
-
-    yt, gt = y[train], groups[train]
-    k = min(folds, *(len(np.unique(gt[yt == c])) for c in (0, 1)))
-    oof = np.full(len(train), np.nan)
-    for sp in grouped_kfold(yt, gt, folds=k, repeats=1, seed=seed):
-        tr, te = train[sp.train], train[sp.test]
-        head = FitGuard(head_factory(len(tr), X.shape[1]), forbidden=forbidden)
-        head.fit(X[tr], y[tr], groups=groups[tr])
-        oof[sp.test] = np.asarray(head.decision_function(X[te]), dtype=float)
-    return oof
+    return _oof(X[train], y[train], groups[train], head_factory, folds=folds, seed=seed,
+                wrap=lambda head: FitGuard(head, forbidden=forbidden))
 
 
 def _fit_split(X: np.ndarray, y: np.ndarray, groups: np.ndarray, sp: Split, head_factory: HeadFactory,

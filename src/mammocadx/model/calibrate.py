@@ -24,6 +24,7 @@ The fitted state is plain numbers (``to_dict``/``from_dict``: JSON, no pickle).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -226,3 +227,46 @@ def choose_calibrator(
     cal = CALIBRATORS[chosen]().fit(s, yy)
     log.debug("calibrator %s chosen by inner %d-fold %s %s", chosen, k, metric, losses)
     return cal, {"chosen": chosen, "metric": metric, "scores": losses, "folds": int(k)}
+
+
+def inner_oof_scores(X: Any, y: Any, groups: Any, make_head: Callable[[int, int], Any], folds: int = 5,
+                     seed: int = 0, wrap: Callable[[Any], Any] | None = None) -> np.ndarray:
+    """Out-of-fold decision values of the rows of ``X``: each scored by a head fitted without its patient.
+
+    What the calibrator, the operating-point threshold and the conformal sets of a model
+    are fitted on (``CADx.fit`` on all its training rows; per outer fold in evaluation).
+    Folds are patient-grouped and label-stratified (``folds`` reduced to the patients of
+    the rarer class when fewer); every head is fresh from ``make_head(n_rows, n_features)``.
+
+    Parameters
+    ----------
+    X, y, groups : arrays
+        Training features, labels (1 = malignant) and patient ids (None: one patient per row).
+    make_head : callable
+        ``(n_train, n_features) -> unfitted head`` with ``fit(X, y[, groups])`` and ``decision_function``.
+    wrap : callable, optional
+        Applied to every head before fitting (evaluation wraps it in a leakage guard).
+    """
+    import inspect
+
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    X = np.asarray(X)
+    yy = np.asarray(y).astype(int)
+    g = np.arange(len(yy)) if groups is None else np.asarray(groups)
+    if len(np.unique(yy)) != 2:
+        raise ModelError("inner out-of-fold scores need both benign and malignant lesions")
+    k = min(folds, *(len(np.unique(g[yy == c])) for c in (0, 1)))
+    if k < 2:
+        raise ModelError("inner out-of-fold scores need at least 2 patients of each class")
+    oof = np.full(len(yy), np.nan)
+    cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    for tr, te in cv.split(np.zeros(len(yy)), yy, g):
+        head = make_head(len(tr), X.shape[1])
+        head = wrap(head) if wrap is not None else head
+        if "groups" in inspect.signature(head.fit).parameters:
+            head.fit(X[tr], yy[tr], groups=g[tr])
+        else:
+            head.fit(X[tr], yy[tr])
+        oof[te] = np.asarray(head.decision_function(X[te]), dtype=float)
+    return oof

@@ -1,0 +1,96 @@
+"""What a fitted model tells a reader beyond its decision value: probability, operating point, "uncertain".
+
+:class:`AnswerLayer` bundles the three things fitted on the **inner out-of-fold
+scores of the training rows** (:func:`~mammocadx.model.calibrate.inner_oof_scores`):
+
+- a calibrator chosen by inner CV (:func:`~mammocadx.model.calibrate.choose_calibrator`);
+- the threshold for an operating point such as ``sensitivity=0.90``
+  (:func:`~mammocadx.model.operating_point.threshold_for`), or none (the head's own);
+- class-conditional split-conformal sets at ``alpha``
+  (:class:`~mammocadx.model.conformal.SplitConformal`).
+
+Its state is a small JSON dict (``to_dict``/``from_dict``) for the model card.
+
+Typical use in ``CADx.fit`` (X, y, groups of all training rows)::
+
+    oof = inner_oof_scores(X, y, groups, head_factory, folds=5, seed=seed)
+    answers = AnswerLayer.fit(oof, y, groups, operating_point="sensitivity=0.90", alpha=0.1, seed=seed)
+    ...
+    answers.answer(head.decision_function(x))   # per lesion: probability, label, set, uncertain
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mammocadx.model.calibrate import Calibrator, calibrator_from_dict, choose_calibrator
+from mammocadx.model.conformal import SplitConformal
+from mammocadx.model.operating_point import parse_operating_point, threshold_for
+
+
+@dataclass
+class AnswerLayer:
+    """Calibrator, operating-point threshold and conformal sets of one model (see the module docstring)."""
+
+    calibrator: Calibrator
+    conformal: SplitConformal
+    threshold: float | None = None
+    operating_point: dict[str, float] | None = None
+    record: dict[str, Any] | None = None
+
+    @classmethod
+    def fit(cls, oof_scores: Any, y: Any, groups: Any = None, operating_point: str | dict[str, float] | None = None,
+            alpha: float = 0.1, seed: int = 0) -> "AnswerLayer":
+        """Fit every part on inner out-of-fold scores of the training rows (never in-sample or test scores).
+
+        Parameters
+        ----------
+        oof_scores, y, groups : arrays (n,)
+            Inner out-of-fold decision values, labels and patient ids of the training rows.
+        operating_point : str or dict, optional
+            ``"sensitivity=0.90"`` / ``{"specificity": 0.9}``; None keeps the head's own threshold.
+        alpha : float
+            Conformal miscoverage (0.1: sets hold the true label for >= 90 % of each class).
+        """
+        s = np.asarray(oof_scores, dtype=float)
+        yy = np.asarray(y).astype(int)
+        cal, rec = choose_calibrator(s, yy, groups, seed=seed)
+        op = parse_operating_point(operating_point) if isinstance(operating_point, str) else operating_point
+        thr = threshold_for(s, yy, **op) if op else None
+        conf = SplitConformal(alpha, mondrian=True).fit(cal.predict_proba(s), yy)
+        rec = {"calibrator_choice": rec, "n": int(len(yy)), "fitted_on": "inner out-of-fold scores of the training rows"}
+        if thr is not None:
+            rec["training_rates_at_threshold"] = {"sensitivity": float(np.mean(s[yy == 1] > thr)),
+                                                  "specificity": float(np.mean(s[yy == 0] <= thr))}
+        return cls(calibrator=cal, conformal=conf, threshold=thr, operating_point=op, record=rec)
+
+    def probability(self, scores: Any) -> np.ndarray:
+        """Calibrated probability of malignancy of each decision value."""
+        return self.calibrator.predict_proba(scores)
+
+    def answer(self, scores: Any, head_threshold: float = 0.0) -> list[dict[str, Any]]:
+        """Per decision value: ``score``, ``probability``, ``label`` (at the operating point, or
+        ``head_threshold`` when none was set), ``conformal_set`` and ``uncertain``."""
+        s = np.atleast_1d(np.asarray(scores, dtype=float))
+        p = self.probability(s)
+        sets = self.conformal.predict_set(p)
+        thr = self.threshold if self.threshold is not None else head_threshold
+        names = ("benign", "malignant")
+        return [{"score": float(si), "probability": float(pi), "threshold": float(thr),
+                 "label": names[int(si > thr)], "conformal_set": [names[c] for c in (0, 1) if st[c]],
+                 "uncertain": bool(st[0] == st[1]), "alpha": float(self.conformal.alpha)}
+                for si, pi, st in zip(s, p, sets)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly state (for the model card)."""
+        return {"calibrator": self.calibrator.to_dict(), "conformal": self.conformal.to_dict(),
+                "threshold": self.threshold, "operating_point": self.operating_point, "record": self.record}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "AnswerLayer":
+        """Rebuild from :meth:`to_dict`."""
+        return cls(calibrator=calibrator_from_dict(d["calibrator"]), conformal=SplitConformal.from_dict(d["conformal"]),
+                   threshold=None if d.get("threshold") is None else float(d["threshold"]),
+                   operating_point=d.get("operating_point"), record=d.get("record"))
