@@ -192,8 +192,9 @@ def test_operating_point_and_calibration_use_training_rows_only() -> None:
                          forbidden=forbidden_rows(X, sp.train, sp.test))
 
 
-def test_posthoc_metrics_on_a_synthetic_cohort() -> None:
-    from mammocadx.evaluate.calibration_report import breast_key, posthoc_html, posthoc_metrics, posthoc_text
+def test_posthoc_metrics_on_a_synthetic_cohort(tmp_path) -> None:
+    from mammocadx.evaluate.calibration_report import (breast_key, posthoc_html, posthoc_metrics, posthoc_text,
+                                                       write_posthoc_figures)
 
     X, y, g, recs = _cohort()
     splits = grouped_kfold(y, g, folds=5, repeats=2, seed=0)
@@ -224,6 +225,11 @@ def test_posthoc_metrics_on_a_synthetic_cohort() -> None:
     assert m["subgroups"]["view"]["CC"]["n"] == len(recs) // 2
     assert json.dumps(m, default=float)  # serialisable
     assert "Brier" in posthoc_html(m) and "brier" in posthoc_text(m)
+    sel = m["abstention"]["selective_curve"]
+    assert sel["accuracy_on_called"][-1] >= sel["accuracy_on_called"][0]  # confident lesions are called more accurately
+    assert write_posthoc_figures(json.loads(json.dumps(m, default=float)), tmp_path) == ["reliability.png",
+                                                                                        "abstention.png"]
+    assert (tmp_path / "reliability.png").stat().st_size > 1000
     # the headline bootstrap and these intervals share replicates
     assert np.array_equal(patient_weights(g[post.index], 10, 0), patient_weights(g[post.index], 10, 0))
     assert bootstrap_ci(y, S, (S > 0).astype(int), g, n_boot=50)["auc"][0] <= m["breast_level"]["lesion"]["auc"]["value"]

@@ -50,6 +50,11 @@ from mammocadx.model.operating_point import threshold_for
 
 log = logging.getLogger(__name__)
 
+#: The ``metrics.json`` entries :func:`posthoc_metrics` adds.
+POSTHOC_KEYS: tuple[str, ...] = ("calibration", "operating_points", "operating_points_method", "operating_points_fixed",
+                                 "breast_level", "abstention", "subgroups")
+#: Figures :func:`write_posthoc_figures` may write.
+POSTHOC_FIGURES: tuple[str, ...] = ("reliability.png", "abstention.png")
 #: Miscoverage levels of the conformal sets reported.
 ALPHAS: tuple[float, ...] = (0.05, 0.10, 0.20, 0.30)
 #: Subgroups need at least this many lesions to be reported.
@@ -197,12 +202,8 @@ class _Boot:
         self.w = w
         self.level = level
 
-    def __call__(self, fn: Any, *per_repeat: np.ndarray, bias_corrected: bool = False) -> dict[str, Any]:
-        """``fn(w, *arrays_of_one_repeat) -> (B,) or (B, k)``, applied to each repeat and averaged.
-
-        ``bias_corrected``: Efron's bias-corrected percentile interval instead of the plain one,
-        for statistics whose replicates are biased (ECE grows when a replicate duplicates patients).
-        """
+    def __call__(self, fn: Any, *per_repeat: np.ndarray) -> dict[str, Any]:
+        """``fn(w, *arrays_of_one_repeat) -> (B,) or (B, k)``, applied to each repeat and averaged."""
         ones = np.ones((1, self.w.shape[1]))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -211,24 +212,7 @@ class _Boot:
                              for arrs in zip(*per_repeat)])
             point = np.nanmean(pts, axis=0)
             boot = np.nanmean(reps, axis=0)  # (B, k)
-        if bias_corrected:
-            return {"point": point, "ci": [_bc_interval(boot[:, j], point[j], self.level) for j in range(boot.shape[1])]}
         return {"point": point, "ci": [percentile_interval(boot[:, j], self.level) for j in range(boot.shape[1])]}
-
-
-def _bc_interval(values: np.ndarray, point: float, level: float) -> tuple[float, float]:
-    """Bias-corrected percentile interval (Efron 1981): percentiles shifted by z0 = Phi^-1(P(replicate < point))."""
-    from scipy.stats import norm
-
-    v = np.asarray(values, dtype=float)
-    v = v[~np.isnan(v)]
-    if not v.size or not np.isfinite(point):
-        return (np.nan, np.nan)
-    frac = (np.sum(v < point) + 0.5 * np.sum(v == point)) / v.size
-    z0 = norm.ppf(np.clip(frac, 1.0 / (v.size + 1), 1.0 - 1.0 / (v.size + 1)))
-    z = norm.ppf(0.5 + level / 2.0)
-    lo, hi = norm.cdf(2 * z0 - z), norm.cdf(2 * z0 + z)
-    return float(np.quantile(v, lo)), float(np.quantile(v, hi))
 
 
 def _named(names: Sequence[str], res: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -241,8 +225,7 @@ def _level_metrics(boot: _Boot, y: np.ndarray, S: np.ndarray, P: np.ndarray | No
     out.update(_named(op_names(), boot(lambda w, s: weighted_operating_points(y, s, w), S)))
     if P is not None:
         out.update(_named(["brier"], boot(lambda w, p: weighted_brier(y, p, w), P)))
-        out.update(_named(["ece"], boot(lambda w, p: weighted_ece(y, p, w, edges=ece_edges(p)), P,
-                                        bias_corrected=True)))
+        out.update(_named(["ece"], boot(lambda w, p: weighted_ece(y, p, w, edges=ece_edges(p)), P)))
     return out
 
 
@@ -299,8 +282,9 @@ def posthoc_metrics(
         out["calibration"] = {
             "brier": lesion["brier"], "ece": lesion["ece"],
             "brier_prevalence_only": float(np.mean((yi - yi.mean()) ** 2)),
-            "ece_bins": "10 equal-mass bins (quantiles of the probabilities); bias-corrected percentile interval "
-                        "(ECE is biased upwards in small samples, more so in bootstrap replicates)",
+            "ece_bins": "10 equal-mass bins (quantiles of the probabilities). ECE is biased upwards in small "
+                        "samples and more so in bootstrap replicates (duplicated patients make bins noisier): its "
+                        "percentile interval is that of the resampled ECE and may lie above the point value",
             "method": "per outer fold: Platt or isotonic, chosen by inner patient-grouped 5-fold CV Brier score on "
                       "the inner out-of-fold decision values of the training rows, fitted on all of them",
             "chosen": {c: int(sum(f["calibrator"]["chosen"] == c for f in fold["folds"])) for c in ("platt", "isotonic")},
@@ -363,6 +347,17 @@ def _abstention(boot: _Boot, y: np.ndarray, P: np.ndarray, conf: dict[float, np.
         res["target_coverage"] = 1 - a
         res["fraction_empty_sets"] = float(np.mean(c == 3))
         out[f"alpha_{a:.2f}"] = res
+    # the selective-prediction curve: abstain on the lesions whose probability is closest to 0.5
+    grid = np.round(np.arange(0.0, 0.91, 0.05), 2)
+    accs = []
+    for p in P:
+        order = np.argsort(-np.abs(p - 0.5), kind="stable")
+        right = ((p[order] > 0.5).astype(int) == y[order]).astype(float)
+        keep = np.maximum(1, np.round((1 - grid) * len(p)).astype(int))
+        accs.append(np.cumsum(right)[keep - 1] / keep)
+    out["selective_curve"] = {"fraction_abstained": grid.tolist(), "accuracy_on_called": np.mean(accs, axis=0).tolist(),
+                              "rule": "abstain on the lesions whose calibrated probability is closest to 0.5, "
+                                      "call the rest at 0.5 (no guarantee; mean over repeats)"}
     # the reference: accuracy when every lesion is called at 0.5
     out["accuracy_all_called_at_0.5"] = _named(["accuracy"], boot(
         lambda w, p: (w @ ((p > 0.5).astype(int) == y).astype(float)) / w.sum(axis=1), P))["accuracy"]
@@ -444,7 +439,9 @@ def write_posthoc_figures(metrics: dict[str, Any], out_dir: Path) -> list[str]:
         pts = [(round(1 - t, 4), fa, acc, cov) for t, fa, acc, cov in pts
                if fa is not None and acc is not None and np.isfinite(acc)]
         if pts:
-            plot_abstention(pts, Path(out_dir) / "abstention.png")
+            sel = ab.get("selective_curve") or {}
+            curve = (sel["fraction_abstained"], sel["accuracy_on_called"]) if sel else None
+            plot_abstention(pts, Path(out_dir) / "abstention.png", curve=curve)
             names.append("abstention.png")
     return names
 

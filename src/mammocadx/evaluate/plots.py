@@ -94,13 +94,25 @@ def plot_reliability(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def plot_abstention(points: Sequence[tuple[float, float, float, float]], path: Path,
+                    curve: tuple[Sequence[float], Sequence[float]] | None = None,
                     title: str = "Accuracy on called lesions vs fraction abstained") -> Path:
-    """Selective-prediction trade-off: ``(alpha, fraction abstained, accuracy on called, coverage)`` per point."""
-    fig, ax = plt.subplots(figsize=(5.2, 4.4), dpi=110)
+    """Selective-prediction trade-off.
+
+    Parameters
+    ----------
+    points : sequence of (alpha, fraction abstained, accuracy on called, coverage)
+        Conformal sets at each level, labelled with alpha and the coverage achieved.
+    curve : (fractions abstained, accuracies), optional
+        Abstaining on the least confident lesions first (no guarantee), drawn as a line.
+    """
+    fig, ax = plt.subplots(figsize=(5.6, 4.6), dpi=110)
+    if curve is not None:
+        ax.plot(curve[0], curve[1], "-", color="grey", lw=1.4, label="abstain on probabilities nearest 0.5")
     pts = sorted(points, key=lambda p: p[1])
-    ax.plot([p[1] for p in pts], [p[2] for p in pts], "o-", color="tab:blue", label="accuracy on called lesions")
-    for a, fa, acc, cov in pts:
-        ax.annotate(f"α={a:g}\ncov {cov:.2f}", (fa, acc), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.plot([p[1] for p in pts], [p[2] for p in pts], "o", color="tab:blue", label="conformal sets (α: coverage)")
+    for k, (a, fa, acc, cov) in enumerate(pts):
+        ax.annotate(f"α={a:g}: {cov:.2f}", (fa, acc), textcoords="offset points", xytext=(5, -12 if k % 2 else 6),
+                    fontsize=7)
     ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="fraction of lesions abstained (\"uncertain\")",
            ylabel="accuracy on called lesions", title=title)
     ax.legend(loc="lower right", fontsize=8)

@@ -36,9 +36,9 @@ def write_report(run_dir: Path, metrics: dict[str, Any], title: str = "mammocadx
         items = "".join(f"<li>{html.escape(s['sample_id'])}: {html.escape(s['reason'])}</li>" for s in skipped[:50])
         skipped_html = f"<h2>Skipped inputs ({len(skipped)})</h2><ul>{items}</ul>"
     gradcam_html = _gradcam_section(metrics.get("gradcam"))
-    from mammocadx.evaluate.calibration_report import posthoc_html
+    from mammocadx.evaluate.calibration_report import POSTHOC_FIGURES, posthoc_html
 
-    posthoc = posthoc_html(metrics, [f for f in ("reliability.png", "abstention.png") if (run_dir / f).is_file()])
+    posthoc = posthoc_html(metrics, [f for f in POSTHOC_FIGURES if (run_dir / f).is_file()])
     doc = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
