@@ -271,3 +271,17 @@ def test_answer_layer_fits_on_inner_oof_scores_and_round_trips() -> None:
     back = AnswerLayer.from_dict(json.loads(json.dumps(layer.to_dict())))
     assert back.answer([0.3, -2.0]) == layer.answer([0.3, -2.0])
     assert AnswerLayer.fit(oof, y, g).threshold is None
+
+
+def test_breast_fusion_rule_is_chosen_on_training_rows() -> None:
+    from mammocadx.model.answers import choose_fusion, fuse
+
+    assert fuse([0.2, 0.6]) == pytest.approx(0.4) and fuse([0.2, 0.6], "max") == 0.6
+    # one view of each malignant breast is informative, the other is noise: max recovers them, mean dilutes
+    rng = np.random.default_rng(0)
+    keys = np.repeat(np.arange(100), 2)
+    yb = rng.integers(0, 2, 100)
+    p = rng.uniform(0.0, 0.5, 200)
+    p[::2] += 0.45 * yb
+    assert choose_fusion(p, np.repeat(yb, 2), keys) == "max"
+    assert choose_fusion(np.repeat(yb * 0.5 + rng.uniform(0, 0.4, 100), 2), np.repeat(yb, 2), keys) == "mean"

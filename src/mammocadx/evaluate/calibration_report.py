@@ -44,6 +44,7 @@ from mammocadx.evaluate.bootstrap import (bootstrap_ci, cv_arrays, patient_weigh
 from mammocadx.evaluate.crossval import CVResult
 from mammocadx.evaluate.operating_points import (SENS_TARGETS, SPEC_TARGETS, ece_edges, op_names, reliability_curve,
                                                  weighted_brier, weighted_ece, weighted_operating_points)
+from mammocadx.model.answers import FUSIONS, choose_fusion
 from mammocadx.model.calibrate import choose_calibrator
 from mammocadx.model.conformal import SplitConformal
 from mammocadx.model.operating_point import threshold_for
@@ -59,7 +60,6 @@ POSTHOC_FIGURES: tuple[str, ...] = ("reliability.png", "abstention.png")
 ALPHAS: tuple[float, ...] = (0.05, 0.10, 0.20, 0.30)
 #: Subgroups need at least this many lesions to be reported.
 MIN_SUBGROUP = 8
-FUSIONS = ("mean", "max")
 
 
 def breast_key(rec: LesionRecord) -> str:
@@ -143,17 +143,6 @@ def _group_reduce(values: np.ndarray, inverse: np.ndarray, n_groups: int, how: s
     return out if values.ndim == 2 else out[0]
 
 
-def _fusion_choice(p: np.ndarray, y: np.ndarray, keys: np.ndarray) -> str:
-    """Mean or max, whichever gives the higher breast-level AUC on these (training) rows; ties: mean."""
-    uk, inv = np.unique(keys, return_inverse=True)
-    yb = _group_reduce(y.astype(float), inv, len(uk), "max")
-    if len(np.unique(yb)) < 2:
-        return "mean"
-    aucs = {f: float(weighted_auc(yb.astype(int), _group_reduce(p, inv, len(uk), f), np.ones((1, len(uk))))[0])
-            for f in FUSIONS}
-    return max(FUSIONS, key=lambda f: (aucs[f], f == "mean"))
-
-
 def _per_fold(result: CVResult, y: np.ndarray, groups: np.ndarray, keys: np.ndarray, n: int,
               alphas: Sequence[float], seed: int) -> dict[str, Any]:
     """Everything fitted per outer fold on its training rows' inner out-of-fold scores, applied to its test rows."""
@@ -187,7 +176,7 @@ def _per_fold(result: CVResult, y: np.ndarray, groups: np.ndarray, keys: np.ndar
         for a in alphas:
             sets = SplitConformal(a, mondrian=True).fit(p_train, yt).predict_set(proba[r, te])
             conf[a][r, te] = np.select([sets[:, 0] & sets[:, 1], sets[:, 0], sets[:, 1]], [2, 0, 1], 3)
-        f = _fusion_choice(p_train, yt, keys[train])
+        f = choose_fusion(p_train, yt, keys[train])
         fusion[r, te] = f
         records.append({"repeat": rep, "fold": fold, "n_train": int(len(train)), "calibrator": rec,
                         "calibrator_state": cal.to_dict(), "fusion": f,

@@ -17,17 +17,49 @@ Typical use in ``CADx.fit`` (X, y, groups of all training rows)::
     answers = AnswerLayer.fit(oof, y, groups, operating_point="sensitivity=0.90", alpha=0.1, seed=seed)
     ...
     answers.answer(head.decision_function(x))   # per lesion: probability, label, set, uncertain
+    fuse(answers.probability(scores_of_both_views), answers.fusion)   # one breast
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from mammocadx.model.calibrate import Calibrator, calibrator_from_dict, choose_calibrator
 from mammocadx.model.conformal import SplitConformal
 from mammocadx.model.operating_point import parse_operating_point, threshold_for
+
+
+#: How one breast's lesion probabilities (both views) are fused into one answer.
+FUSIONS: tuple[str, ...] = ("mean", "max")
+
+
+def fuse(probabilities: Any, how: str = "mean") -> float:
+    """One breast's probability from its lesions' (views') calibrated probabilities: their mean or max."""
+    p = np.asarray(probabilities, dtype=float)
+    if how not in FUSIONS or p.size == 0:
+        raise ValueError(f"fuse needs probabilities and one of {FUSIONS}, got {how!r}")
+    return float(p.max() if how == "max" else p.mean())
+
+
+def choose_fusion(probabilities: Any, y: Any, breast_keys: Any) -> Literal["mean", "max"]:
+    """Mean or max, whichever gives the higher breast-level AUC on these (training) rows; ties and one class: mean.
+
+    A breast is malignant if any of its lesions is.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    p = np.asarray(probabilities, dtype=float)
+    yy = np.asarray(y).astype(int)
+    keys, inv = np.unique(np.asarray(breast_keys), return_inverse=True)
+    yb = np.zeros(len(keys), dtype=int)
+    np.maximum.at(yb, inv, yy)
+    if len(np.unique(yb)) < 2:
+        return "mean"
+    members = [p[inv == k] for k in range(len(keys))]
+    auc = {f: roc_auc_score(yb, [fuse(m, f) for m in members]) for f in FUSIONS}
+    return "max" if auc["max"] > auc["mean"] else "mean"
 
 
 @dataclass
@@ -39,10 +71,11 @@ class AnswerLayer:
     threshold: float | None = None
     operating_point: dict[str, float] | None = None
     record: dict[str, Any] | None = None
+    fusion: str = "mean"
 
     @classmethod
     def fit(cls, oof_scores: Any, y: Any, groups: Any = None, operating_point: str | dict[str, float] | None = None,
-            alpha: float = 0.1, seed: int = 0) -> "AnswerLayer":
+            alpha: float = 0.1, seed: int = 0, breast_keys: Any = None) -> "AnswerLayer":
         """Fit every part on inner out-of-fold scores of the training rows (never in-sample or test scores).
 
         Parameters
@@ -53,6 +86,9 @@ class AnswerLayer:
             ``"sensitivity=0.90"`` / ``{"specificity": 0.9}``; None keeps the head's own threshold.
         alpha : float
             Conformal miscoverage (0.1: sets hold the true label for >= 90 % of each class).
+        breast_keys : array (n,), optional
+            The breast of each row (``mammocadx.evaluate.calibration_report.breast_key``): the
+            fusion rule (mean or max) is chosen on them; None: mean.
         """
         s = np.asarray(oof_scores, dtype=float)
         yy = np.asarray(y).astype(int)
@@ -64,7 +100,8 @@ class AnswerLayer:
         if thr is not None:
             rec["training_rates_at_threshold"] = {"sensitivity": float(np.mean(s[yy == 1] > thr)),
                                                   "specificity": float(np.mean(s[yy == 0] <= thr))}
-        return cls(calibrator=cal, conformal=conf, threshold=thr, operating_point=op, record=rec)
+        fusion = choose_fusion(cal.predict_proba(s), yy, breast_keys) if breast_keys is not None else "mean"
+        return cls(calibrator=cal, conformal=conf, threshold=thr, operating_point=op, record=rec, fusion=fusion)
 
     def probability(self, scores: Any) -> np.ndarray:
         """Calibrated probability of malignancy of each decision value."""
@@ -86,11 +123,12 @@ class AnswerLayer:
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly state (for the model card)."""
         return {"calibrator": self.calibrator.to_dict(), "conformal": self.conformal.to_dict(),
-                "threshold": self.threshold, "operating_point": self.operating_point, "record": self.record}
+                "threshold": self.threshold, "operating_point": self.operating_point, "record": self.record,
+                "fusion": self.fusion}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "AnswerLayer":
         """Rebuild from :meth:`to_dict`."""
         return cls(calibrator=calibrator_from_dict(d["calibrator"]), conformal=SplitConformal.from_dict(d["conformal"]),
                    threshold=None if d.get("threshold") is None else float(d["threshold"]),
-                   operating_point=d.get("operating_point"), record=d.get("record"))
+                   operating_point=d.get("operating_point"), record=d.get("record"), fusion=d.get("fusion", "mean"))
