@@ -285,3 +285,15 @@ def test_breast_fusion_rule_is_chosen_on_training_rows() -> None:
     p[::2] += 0.45 * yb
     assert choose_fusion(p, np.repeat(yb, 2), keys) == "max"
     assert choose_fusion(np.repeat(yb * 0.5 + rng.uniform(0, 0.4, 100), 2), np.repeat(yb, 2), keys) == "mean"
+
+
+def test_paper_head_factory_pickles_without_the_backbone() -> None:
+    # CV workers receive the factory; a closure over the CADx would drag its ONNX session along (unpicklable)
+    import pickle
+
+    from mammocadx.model.cadx import CADx
+
+    cadx = CADx.paper()
+    cadx.__dict__["_extractor_sentinel"] = lambda: None  # an unpicklable attribute on the CADx itself
+    factory = pickle.loads(pickle.dumps(cadx.head_factory()))
+    assert hasattr(factory(50, 10), "fit")

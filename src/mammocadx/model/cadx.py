@@ -11,6 +11,7 @@ fitted on training data only.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from collections import defaultdict
@@ -351,7 +352,9 @@ class CADx:
     def head_factory(self) -> Callable[[int, int], Any]:
         """``(n_train, n_features) -> unfitted head`` for this model's mode."""
         if self.config.mode == "paper":
-            return lambda n, d: make_paper_head(self.config.head, n, d)
+            # a partial of the config, not a closure over self: CV workers pickle it, and self holds the
+            # backbone (an ONNX Runtime session cannot be pickled)
+            return functools.partial(make_paper_head, self.config.head)
         from mammocadx.model import modes
 
         return modes.head_factory(self.config)
