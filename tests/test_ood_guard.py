@@ -6,7 +6,7 @@ import pytest
 from sklearn.covariance import LedoitWolf
 
 from mammocadx.errors import ModelError
-from mammocadx.model.ood import OODGuard
+from mammocadx.model.ood import OODGuard, image_roughness
 
 
 def _features(n: int, mix: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -20,7 +20,8 @@ def fitted() -> tuple[OODGuard, np.ndarray, np.ndarray]:
     mix = rng.normal(size=(d, d)) * rng.uniform(0.05, 1.0, d)[:, None]
     X = _features(600, mix, rng)
     guard = OODGuard(quantile=0.99).fit(X, image_shapes=[(1024, 1024)] * 600, bit_depths=[8] * 600,
-                                        roi_areas=rng.uniform(20, 200, 600) ** 2, groups=np.arange(600) // 2)
+                                        roi_areas=rng.uniform(20, 200, 600) ** 2, groups=np.arange(600) // 2,
+                                        roughness=rng.uniform(0.008, 0.035, 600))
     return guard, mix, X
 
 
@@ -40,10 +41,9 @@ def test_in_distribution_rows_are_rarely_flagged_and_shifted_ones_always(fitted)
 
 def test_distance_is_ledoit_wolf_mahalanobis(fitted) -> None:
     guard, _, X = fitted
-    Z = (X - X.mean(axis=0)) / X.std(axis=0)
-    lw = LedoitWolf(assume_centered=True).fit(Z)
+    lw = LedoitWolf().fit(X)
     probe = X[:20] * 1.3
-    assert np.allclose(guard.distance(probe), np.sqrt(lw.mahalanobis((probe - X.mean(axis=0)) / X.std(axis=0))))
+    assert np.allclose(guard.distance(probe), np.sqrt(lw.mahalanobis(probe)))
 
 
 def test_image_bit_depth_and_roi_checks_name_the_reason(fitted) -> None:
@@ -58,13 +58,27 @@ def test_image_bit_depth_and_roi_checks_name_the_reason(fitted) -> None:
         guard.check(np.zeros(3))
 
 
+def test_a_noise_or_blank_image_is_flagged_by_its_texture(fitted) -> None:
+    guard, _, _ = fitted
+    rng = np.random.default_rng(2)
+    yy, xx = np.mgrid[0:512, 0:512]
+    breast = np.clip(255 * np.exp(-((xx - 100) ** 2 + (yy - 256) ** 2) / 2e4), 0, 255)  # smooth, like a film
+    breast += rng.normal(0, 2, breast.shape)  # a little grain
+    assert 0.005 < image_roughness(breast) < 0.05
+    assert image_roughness(rng.integers(0, 256, (512, 512))) == pytest.approx(1.15, abs=0.05)
+    assert image_roughness(np.zeros((8, 8))) == 0.0 and image_roughness(np.ones(5)) == 0.0
+    assert guard.check(roughness=image_roughness(breast)) == []
+    assert "noise-like" in guard.check(roughness=image_roughness(rng.integers(0, 256, (512, 512, 3))))[0]
+    assert "blank" in guard.check(roughness=0.0)[0]
+
+
 def test_state_round_trips_through_plain_values_and_arrays(fitted) -> None:
     guard, _, X = fitted
     state = guard.to_dict()
     assert all(isinstance(v, (int, float, str, list, type(None), np.ndarray)) for v in state.values())
     back = OODGuard.from_dict(state)
     assert np.array_equal(back.distance(X[:50] * 2), guard.distance(X[:50] * 2))
-    assert back.check(image_shape=(1, 1)) == guard.check(image_shape=(1, 1))
+    assert back.check(image_shape=(1, 1), roughness=1.0) == guard.check(image_shape=(1, 1), roughness=1.0)
     lists = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in state.items()}
     assert np.allclose(OODGuard.from_dict(lists).distance(X[:5]), guard.distance(X[:5]))
     with pytest.raises(ModelError):
