@@ -156,7 +156,7 @@ def _head(n: int, d: int):
 def _cohort(seed: int = 0):
     from pathlib import Path
 
-    from mammocadx.datasets.records import LesionRecord, Roi
+    from mammocadx.records import LesionRecord, Roi
 
     rng = np.random.default_rng(seed)
     recs, X, y = [], [], []
@@ -239,7 +239,7 @@ def test_breast_key_uses_lesion_id_then_side_exam_and_abnormality(tmp_path) -> N
     from pathlib import Path
 
     from mammocadx.datasets.manifest import load_manifest
-    from mammocadx.datasets.records import LesionRecord
+    from mammocadx.records import LesionRecord
     from mammocadx.evaluate.calibration_report import breast_key
 
     r = LesionRecord("a", "a", Path("a"), "P1", 1, laterality="L", view="CC", extra={"abnormality_id": 2})

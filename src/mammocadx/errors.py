@@ -49,6 +49,13 @@ class DicomError(ImageReadError):
     stage = "dicom"
 
 
+class DicomOutputError(MammocadxError):
+    """DICOM results (Structured Report, overlay) cannot be written: non-DICOM source, missing UIDs, or an
+    output folder that holds files mammocadx did not write."""
+
+    stage = "dicom-out"
+
+
 class DatasetError(MammocadxError):
     """A dataset folder, annotation file or manifest is missing or malformed."""
 
@@ -71,6 +78,16 @@ class BackboneError(MammocadxError):
     """A CNN backbone or its weights are unavailable, corrupt or mismatched."""
 
     stage = "features"
+
+
+class ConfigError(MammocadxError, ValueError):
+    """A setting is unknown, out of range or does not apply to the chosen mode.
+
+    Raised once, when settings are resolved (:func:`mammocadx.model.config.resolve`)
+    or a config object is built; also a ``ValueError`` for callers that expect one.
+    """
+
+    stage = "config"
 
 
 class ModelError(MammocadxError):

@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="lesion circle X,Y,R (or box X,Y,W,H) in image pixels, x from the left, y from the top")
     p.add_argument("--explain", metavar="OUT_DIR", help="also write Grad-CAM figures of the decision to OUT_DIR")
     p.add_argument("--out", metavar="CSV", help="write one row per input (path, status, score, label, reason)")
+    p.add_argument("--dicom-out", metavar="DIR",
+                   help="for DICOM inputs, also write a DICOM Structured Report (TID 1500) and a Grad-CAM overlay "
+                        "(Secondary Capture) in the image's study to DIR (new or mammocadx's own; see docs/dicom_outputs.md)")
     p.set_defaults(func=run_predict)
 
 
@@ -36,6 +39,10 @@ def run_predict(args: argparse.Namespace) -> int:
     from mammocadx.datasets.records import Roi
     from mammocadx.model.cadx import CADx
 
+    if args.dicom_out:
+        from mammocadx.dicom_out import prepare_output_dir
+
+        prepare_output_dir(args.dicom_out)  # refuse a foreign folder before any work
     cadx = CADx.load(args.model)
     roi = Roi()
     if args.roi is not None:
@@ -57,6 +64,11 @@ def run_predict(args: argparse.Namespace) -> int:
 
                 written = explain_prediction(cadx, path, roi, Path(args.explain))
                 row["reason"] = f"explanation: {written[0].parent}" if written else ""
+            if args.dicom_out:
+                from mammocadx.dicom_out import write_for_prediction
+
+                dicom_files = write_for_prediction(cadx, path, roi, args.dicom_out, model_dir=args.model)
+                row["reason"] = "; ".join(filter(None, [row["reason"], f"DICOM: {dicom_files[0].parent}"]))
         except MammocadxError as exc:
             failed += 1
             row = {"path": str(path), "status": "error", "score": "", "label": "", "reason": str(exc)}

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from mammocadx.datasets.records import LesionRecord
+from mammocadx.records import LesionRecord
 from mammocadx.evaluate.bootstrap import (bootstrap_ci, cv_arrays, patient_weights, percentile_interval,
                                           point_estimates, weighted_auc)
 from mammocadx.evaluate.crossval import CVResult

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from mammocadx.datasets.records import LesionRecord, Roi
+from mammocadx.records import LesionRecord, Roi
 from mammocadx.errors import MammocadxError, ModelError
 from mammocadx.explain.deletion import deletion_check
 from mammocadx.explain.figures import save_explanation
@@ -105,7 +105,7 @@ def explain_records(
     for r in records:
         try:
             img = read_image(r.image_path)
-            grey, _crop = cadx.roi_image(img, r.roi, r.view, r.laterality)
+            grey, _crop = cadx.featurizer.roi_image(img, r.roi, r.view, r.laterality)
         except MammocadxError as exc:
             log.warning("skipped %s: %s", r.sample_id, exc)
             skipped.append((r, str(exc)))
@@ -115,7 +115,7 @@ def explain_records(
     if not greys:
         return [], np.zeros((0, 0, 0), np.float32), kept, skipped
     rois = np.stack(greys).astype(np.float32)
-    return _explain_cached(cadx, cadx.colorize(rois), batch_size), rois, kept, skipped
+    return _explain_cached(cadx, cadx.featurizer.colorize(rois), batch_size), rois, kept, skipped
 
 
 def _explain_cached(cadx: Any, rgb: np.ndarray, batch_size: int) -> list[Explanation]:
@@ -161,7 +161,7 @@ def deletion_for_records(
         raise ModelError(f"no lesion could be explained ({len(skipped)} skipped)")
     res = deletion_check(
         model_backbone(cadx), cadx.head_, rois, ex, ids=[r.sample_id for r in kept],
-        render=cadx.colorize, steps=steps, seeds=seeds, fill=fill, towards=towards, threshold=float(cadx.threshold),
+        render=cadx.featurizer.colorize, steps=steps, seeds=seeds, fill=fill, towards=towards, threshold=float(cadx.threshold),
     )
     res["protocol"]["pseudocolor"] = cadx.config.pseudocolor
     for p, r in zip(res["per_image"], kept):

@@ -65,7 +65,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC, LinearSVC
 
 from mammocadx.errors import ModelError, ModelIntegrityError
-from mammocadx.io.atomic import atomic_directory
+from mammocadx.io.atomic import atomic_directory, json_data
+from mammocadx.utils.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -129,15 +130,6 @@ _N_PROBE = 8
 # ---------------------------------------------------------------------------
 # hashing
 # ---------------------------------------------------------------------------
-
-def sha256_file(path: str | PathLike[str], chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
 
 def model_fingerprint(path: str | PathLike[str]) -> str:
     """One SHA-256 that identifies a saved model folder (hash of its ``checksums.sha256``).
@@ -350,22 +342,11 @@ def validate_card(card: Mapping[str, Any]) -> None:
 
 
 def _jsonable(value: Any, where: str) -> Any:
-    """Card values as strict JSON: NumPy scalars/arrays to Python, NaN/inf to null, Paths to str."""
-    if value is None or isinstance(value, (bool, str, int)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, np.generic):
-        return _jsonable(value.item(), where)
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist(), where)
-    if isinstance(value, PathLike):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v, f"{where}.{k}") for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    raise ModelError(f"model card value {where} of type {type(value).__name__} is not JSON data")
+    """Card values as strict JSON (:func:`mammocadx.io.atomic.json_data`); other types are a ModelError."""
+    try:
+        return json_data(value)
+    except TypeError as exc:
+        raise ModelError(f"model card {where}: {exc}") from None
 
 
 def _version(dist: str) -> str | None:
