@@ -109,9 +109,9 @@ def inner_oof_scores(X: np.ndarray, y: np.ndarray, groups: np.ndarray, train: np
 
 def _fit_split(X: np.ndarray, y: np.ndarray, groups: np.ndarray, sp: Split, head_factory: HeadFactory,
                threshold: float, keep: bool = False, inner_folds: int = 0,
-               ) -> tuple[np.ndarray, float, dict[str, Any], Any, np.ndarray | None]:
+               ) -> tuple[np.ndarray, float, dict[str, Any], Any, tuple[np.ndarray, np.ndarray] | None]:
     """Fit one split's head on its training rows; its test scores, threshold, fold record, (if ``keep``) head,
-    and (if ``inner_folds``) the inner out-of-fold scores of the training rows."""
+    and (if ``inner_folds``) ``(rows, scores)``: out-of-sample scores of training rows (inner out-of-fold)."""
     check_disjoint(groups, sp.train, sp.test)
     # FitGuard refuses a fit that contains any row of this split's test fold
     # (mammocadx.evaluate.leakage); heads whose fit takes ``groups`` get the
@@ -123,8 +123,15 @@ def _fit_split(X: np.ndarray, y: np.ndarray, groups: np.ndarray, sp: Split, head
     with threadpool_limits(limits=1, user_api="blas"):
         head.fit(X[sp.train], y[sp.train], groups=groups[sp.train])
         scores = np.asarray(head.decision_function(X[sp.test]), dtype=float)
-        oof = (inner_oof_scores(X, y, groups, sp.train, head_factory, inner_folds, seed=1000 * sp.repeat + sp.fold,
-                                forbidden=forbidden) if inner_folds else None)
+        fitted = head.estimator_
+        oof: tuple[np.ndarray, np.ndarray] | None = None
+        if inner_folds and hasattr(fitted, "val_scores_") and hasattr(fitted, "inner_split_"):
+            # A fine-tuned network holds out its own inner-validation rows (patients of the training rows):
+            # their scores are out-of-sample, so they stand in for inner CV (which would mean k more fine-tunings).
+            oof = (sp.train[fitted.inner_split_[1]], np.asarray(fitted.val_scores_, dtype=float))
+        elif inner_folds:
+            oof = (sp.train, inner_oof_scores(X, y, groups, sp.train, head_factory, inner_folds,
+                                              seed=1000 * sp.repeat + sp.fold, forbidden=forbidden))
     thr = float(getattr(head, "threshold_", threshold))
     info: dict[str, Any] = {"repeat": sp.repeat, "fold": sp.fold, "n_train": int(len(sp.train)),
                             "n_test": int(len(sp.test)), "threshold": thr}
@@ -211,7 +218,7 @@ def run_splits(
         if head is not None:
             heads[(sp.repeat, sp.fold)] = head
         if oof is not None:
-            inner[(sp.repeat, sp.fold)] = (sp.train, oof)
+            inner[(sp.repeat, sp.fold)] = oof
         m = binary_metrics(y[sp.test], scores, thr)
         m.update(repeat=sp.repeat, fold=sp.fold, n_test=int(len(sp.test)))
         per_fold.append(m)
