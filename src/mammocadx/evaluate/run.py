@@ -21,6 +21,7 @@ import numpy as np
 
 from mammocadx import __version__
 from mammocadx.records import LesionRecord
+from mammocadx.errors import EvaluationError
 from mammocadx.evaluate.crossval import CVResult, run_splits
 from mammocadx.evaluate.metrics import METRICS
 from mammocadx.evaluate.plots import plot_confusion, plot_roc
@@ -57,9 +58,11 @@ def evaluate(
 
     Parameters
     ----------
-    protocol : {"kfold", "official"}
+    protocol : {"kfold", "official", "external"}
         ``kfold``: stratified, patient-grouped, repeated with seeds ``seed..seed+repeats-1``.
         ``official``: train on the records whose ``split`` is ``train``, test on ``test``.
+        ``external``: the same, with training and test records from two datasets
+        (:func:`mammocadx.evaluate.external.combine_external`).
     features : FeatureSet, optional
         Precomputed features of ``records`` (e.g. shared by several modes).
     inner_oof_folds : int
@@ -70,12 +73,13 @@ def evaluate(
     if protocol == "kfold":
         splits = grouped_kfold(fs.y, fs.groups, folds=folds, repeats=repeats, seed=seed)
         proto = {"name": "patient-grouped stratified k-fold", "folds": folds, "repeats": repeats, "seed": seed}
-    elif protocol == "official":
+    elif protocol in ("official", "external"):
         splits = official_split([r.split for r in fs.records], fs.groups)
-        proto = {"name": "official train/test split", "folds": 1, "repeats": 1, "seed": seed,
+        name = "official train/test split" if protocol == "official" else "external validation (train on one dataset, test on another)"
+        proto = {"name": name, "folds": 1, "repeats": 1, "seed": seed,
                  "n_train": int(len(splits[0].train)), "n_test": int(len(splits[0].test))}
     else:
-        raise ValueError(f"unknown protocol {protocol!r} (kfold or official)")
+        raise EvaluationError(f"unknown protocol {protocol!r} (kfold, official or external)")
     proto.update(grouping="patient", auc_from="decision_function",
                  n_lesions=len(fs.records), n_malignant=int(fs.y.sum()), n_patients=len(set(fs.groups)),
                  n_skipped=len(fs.skipped))
