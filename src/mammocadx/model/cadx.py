@@ -252,10 +252,9 @@ class CADx:
         by_image: dict[Path, list[int]] = defaultdict(list)
         for i, r in enumerate(records):
             by_image[Path(r.image_path)].append(i)
-        from tqdm.auto import tqdm
+        from mammocadx.utils.progress import progress
 
-        show = logging.getLogger("mammocadx").getEffectiveLevel() <= logging.INFO
-        for path, idxs in tqdm(by_image.items(), desc="ROIs", unit="image", disable=not show or not by_image, leave=False):
+        for path, idxs in progress(by_image.items(), total=len(by_image), desc="ROIs", unit="image"):
             try:
                 image = read_image(path)
             except MammocadxError as exc:
