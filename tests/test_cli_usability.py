@@ -10,23 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest_cli import cohort, model  # noqa: F401  (fixtures)
+
 from mammocadx.cli import build_parser, main
-from mammocadx.datasets.synthetic import load_synthetic, make_synthetic_cohort
-
-
-@pytest.fixture(scope="module")
-def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("cohort")
-    make_synthetic_cohort(d, n_patients=15, seed=3, size=384)
-    return d
-
-
-@pytest.fixture(scope="module")
-def model(cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("m") / "model"
-    assert main(["-q", "train", "--dataset", "synthetic", "--data", str(cohort), "--n-components", "5",
-                 "--model-out", str(out)]) == 0
-    return out
+from mammocadx.datasets.synthetic import load_synthetic
 
 
 # ---------------------------------------------------------------- item 5
