@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Deep features are cached on disk per ROI, keyed by the ROI pixels, the preprocessing, the "
                     "backbone and its weights' SHA-256, the engine/precision and the library versions, so repeated "
                     "evaluations reuse them. The cache lives in $MAMMOCADX_CACHE_DIR, or ~/.cache/mammocadx/features.",
-        epilog="examples: mammocadx cache info ; mammocadx cache clear --yes ; mammocadx cache clear --dir /tmp/feats",
+        epilog="examples: mammocadx cache info ; mammocadx cache clear --yes ; mammocadx cache clear --yes --dir /tmp/feats",
     )
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
     actions = p.add_subparsers(dest="cache_action", metavar="ACTION")
