@@ -79,7 +79,8 @@ def run_train(args: argparse.Namespace) -> int:
     from mammocadx.io.paths import claim_output_dir
     from mammocadx.model.persist import is_model_folder
 
-    model_out = claim_output_dir(args.model_out, option="--model-out", owned=is_model_folder, marker=False)
+    model_out = claim_output_dir(args.model_out, option="--model-out", owned=is_model_folder, marker=False,
+                                 create=False)
     records = load_dataset(args.dataset, args.data, **dataset_options(args))
     if args.split == "official":
         records = [r for r in records if (r.split or "").lower() == "train"]

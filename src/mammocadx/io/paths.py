@@ -177,17 +177,16 @@ OUTPUT_POLICY_HELP = ("created if missing; an existing folder is used only if it
                       "nothing is deleted or overwritten")
 
 
-def _files_under(folder: Path) -> list[str]:
-    """Every non-folder entry under ``folder`` (links not followed), relative, POSIX-style, sorted."""
+def _iter_files(folder: Path) -> Iterator[str]:
+    """Every non-folder entry under ``folder`` (links not followed), relative, POSIX-style, top level first."""
     import os
 
-    found = []
     for dirpath, dirnames, filenames in os.walk(folder):
         rel = Path(dirpath).relative_to(folder)
-        found += [(rel / n).as_posix() for n in filenames]
+        yield from ((rel / n).as_posix() for n in sorted(filenames))
         # A link to a folder is listed by os.walk among dirnames but never entered: count it as an entry.
-        found += [(rel / d).as_posix() for d in dirnames if (Path(dirpath) / d).is_symlink()]
-    return sorted(found)
+        yield from ((rel / d).as_posix() for d in sorted(dirnames) if (Path(dirpath) / d).is_symlink())
+        dirnames.sort()
 
 
 def _marker_files(folder: Path) -> set[str] | None:
@@ -200,11 +199,6 @@ def _marker_files(folder: Path) -> set[str] | None:
         return None
 
 
-def _describe(names: list[str]) -> str:
-    shown = ", ".join(names[:3])
-    return shown + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-
-
 def _refuse_cwd(path: Path, option: str) -> None:
     cwd = Path.cwd().resolve()
     if path == cwd or path in cwd.parents:
@@ -213,7 +207,8 @@ def _refuse_cwd(path: Path, option: str) -> None:
 
 
 def claim_output_dir(path: str | PathLike[str], *, option: str = "--out",
-                     owned: Callable[[Path], bool] | None = None, marker: bool = True) -> Path:
+                     owned: Callable[[Path], bool] | None = None, marker: bool = True,
+                     create: bool = True) -> Path:
     """Check that mammocadx may write into folder ``path``, create it, and return it resolved.
 
     The one policy of every output-folder option (``evaluate/compare/ablate/
@@ -240,6 +235,9 @@ def claim_output_dir(path: str | PathLike[str], *, option: str = "--out",
     marker : bool, default True
         Write :data:`OUTPUT_MARKER` into a new or empty folder (``False`` for
         folders whose readers refuse unexpected files, such as model folders).
+    create : bool, default True
+        Create the folder now; ``False`` only checks (the writer creates it, so
+        a command that fails first leaves no empty folder behind).
 
     Raises
     ------
@@ -252,14 +250,21 @@ def claim_output_dir(path: str | PathLike[str], *, option: str = "--out",
         raise MammocadxError(f"{option}: exists and is not a folder; refusing to write there",
                              target, stage="output")
     if target.is_dir():
-        files = _files_under(target)
-        listed = _marker_files(target)
-        foreign = [f for f in files if f != OUTPUT_MARKER and (listed is None or f not in listed)]
+        listed = _marker_files(target) or set()
+        foreign = []
+        for f in _iter_files(target):  # stops early: '--out ~' must not walk the whole home folder
+            if f != OUTPUT_MARKER and f not in listed:
+                foreign.append(f)
+                if len(foreign) > 3:
+                    break
         if foreign and not (owned is not None and owned(target)):
+            shown = ", ".join(foreign[:3]) + (" ..." if len(foreign) > 3 else "")
             raise MammocadxError(
-                f"{option}: the folder holds files mammocadx did not write ({_describe(foreign)}); "
+                f"{option}: the folder holds files mammocadx did not write ({shown}); "
                 "refusing to write there so nothing of yours is lost: choose a new or empty folder",
                 target, stage="output")
+    if not create:
+        return target
     try:
         target.mkdir(parents=True, exist_ok=True)
         if marker and not (target / OUTPUT_MARKER).exists():
@@ -282,7 +287,7 @@ def seal_output_dir(path: str | PathLike[str]) -> Path:
     from mammocadx.io.atomic import atomic_write_text
 
     folder = Path(path)
-    files = [f for f in _files_under(folder) if f != OUTPUT_MARKER and ".tmp-" not in f]
+    files = sorted(f for f in _iter_files(folder) if f != OUTPUT_MARKER and ".tmp-" not in f)
     doc = {"written_by": f"mammocadx {__version__}",
            "note": "every file listed here was written by mammocadx; a later run may replace them",
            "files": files}
