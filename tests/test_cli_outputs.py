@@ -122,6 +122,12 @@ def test_an_empty_folder_is_used_and_a_failed_command_leaves_no_new_folder(tmp_p
     assert not (tmp_path / "o").exists()
 
 
+def test_train_that_fails_leaves_no_model_folder(tmp_path: Path) -> None:
+    assert main(["train", "--dataset", "mias", "--data", str(tmp_path / "nowhere"), "--model-out",
+                 str(tmp_path / "models" / "m")]) == 2
+    assert not (tmp_path / "models" / "m").exists()
+
+
 def test_a_rerun_replaces_its_own_run_folder_but_not_one_with_a_user_file(cohort: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     argv = ["-q", "evaluate", "--dataset", "synthetic", "--data", str(cohort), "--folds", "3", "--repeats", "1",

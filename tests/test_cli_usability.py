@@ -224,3 +224,22 @@ def test_no_progress_bars_when_stderr_is_not_a_terminal(monkeypatch: pytest.Monk
 
     monkeypatch.setattr(logging.getLogger("mammocadx"), "level", logging.INFO)
     assert bars_enabled()
+
+
+def test_roc_legends_name_the_pooled_auc_of_the_tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import matplotlib.pyplot as plt
+
+    from mammocadx.evaluate.figures import plot_mean_rocs
+    from mammocadx.evaluate.plots import plot_roc
+
+    figs: list = []
+    monkeypatch.setattr(plt, "close", figs.append)
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(20), np.ones(20)]
+    # each fold ranks well, but on its own offset: pooled AUC is lower than the mean of fold AUCs
+    curves = [(y, np.r_[rng.normal(0, 1, 20), rng.normal(2, 1, 20)] + 3 * k) for k in range(5)]
+    plot_mean_rocs({"paper": curves}, tmp_path / "m.png", pooled_auc={"paper": 0.612})
+    plot_roc(curves, tmp_path / "r.png", pooled_auc=0.612)
+    for fig in figs:
+        labels = " | ".join(t.get_text() for t in fig.axes[0].get_legend().get_texts())
+        assert "mean of fold AUCs" in labels and "0.612" in labels and "pooled" in labels, labels
