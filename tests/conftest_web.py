@@ -28,6 +28,8 @@ FAKE_CARD = {
     "limitations": ["Scores brightness, not malignancy."],
 }
 ROI_CONFIG = RoiConfig(size=64, context=1.5)
+#: Base URL for TestClient: the app answers only to local host names (TestClient's default is "testserver").
+LOCAL = "http://localhost"
 
 
 @dataclass
@@ -150,6 +152,20 @@ def dicom_bytes(pixels: np.ndarray, path: Path) -> bytes:
     ds.PixelData = arr.tobytes()
     ds.save_as(path, enforce_file_format=True)
     return path.read_bytes()
+
+
+def dicom_with_windows(pixels: np.ndarray, path: Path, spacing_mm: float, windows: dict[str, tuple[float, float]]) -> Path:
+    """:func:`dicom_bytes` plus Imager Pixel Spacing and named windows ``{name: (centre, width)}``, 12-bit units."""
+    import pydicom
+
+    dicom_bytes(pixels, path)
+    ds = pydicom.dcmread(path)
+    ds.ImagerPixelSpacing = [spacing_mm, spacing_mm]
+    ds.WindowCenter = [c for c, _ in windows.values()]
+    ds.WindowWidth = [w for _, w in windows.values()]
+    ds.WindowCenterWidthExplanation = list(windows)
+    ds.save_as(path)
+    return path
 
 
 class LiveServer:

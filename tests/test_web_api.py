@@ -13,7 +13,16 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from conftest_web import FAKE_CARD, LESION, FakePredictor, dicom_bytes, expected_score, png_bytes, synthetic_mammogram
+from conftest_web import (
+    FAKE_CARD,
+    LESION,
+    LOCAL,
+    FakePredictor,
+    dicom_bytes,
+    expected_score,
+    png_bytes,
+    synthetic_mammogram,
+)
 from mammocadx.datasets.records import Roi
 from mammocadx.web import WebConfig, create_app
 
@@ -31,7 +40,7 @@ def fake() -> FakePredictor:
 @pytest.fixture
 def client(fake):
     app = create_app(predictor=fake)
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOCAL) as c:
         yield c
 
 
@@ -165,7 +174,7 @@ def test_oversize_upload_is_413(fake, pixels):
     app = create_app(predictor=fake, config=WebConfig(max_upload_bytes=20_000))
     data = png_bytes(np.random.default_rng(1).random((300, 300)).astype(np.float32))  # ~90 kB, incompressible
     assert len(data) > 20_000
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOCAL) as c:
         r = _upload(c, data)
         assert r.status_code == 413
         assert r.json() == {"detail": "upload too large: the limit is 19.5 kB", "error": "too_large"}
@@ -186,7 +195,7 @@ def test_oversize_chunked_body_is_413_while_streaming(fake):
             yield bytes(65536)
         yield b"\r\n--xyz--\r\n"
 
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOCAL) as c:
         r = c.post("/api/image", content=body(), headers={"content-type": "multipart/form-data; boundary=xyz"})
         assert r.status_code == 413 and r.json()["error"] == "too_large"
         assert list(Path(app.state.tmpdir).iterdir()) == []
@@ -232,14 +241,14 @@ def test_roi_outside_image_is_422(client, pixels, fake):
 
 
 def test_unknown_image_id_is_404(client):
-    r = client.post("/api/predict", json={"image_id": "nope", "roi": {"cx": 1.0, "cy": 1.0, "r": 1.0}})
+    r = client.post("/api/predict", json={"image_id": "nope", "roi": {"cx": 1.0, "cy": 1.0, "r": 3.0}})
     assert r.status_code == 404 and r.json()["error"] == "unknown_image"
 
 
 def test_uploads_stay_in_private_tmpdir_under_random_names(fake, pixels):
     app = create_app(predictor=fake)
     tmpdir = Path(app.state.tmpdir)
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOCAL) as c:
         _upload(c, png_bytes(pixels), name="../../etc/evil name.png")
         files = list(tmpdir.iterdir())
         assert len(files) == 1 and "evil" not in files[0].name and files[0].suffix == ".upload"
@@ -249,7 +258,7 @@ def test_uploads_stay_in_private_tmpdir_under_random_names(fake, pixels):
 def test_timeout_is_504():
     slow = FakePredictor(delay=1.0)
     app = create_app(predictor=slow, config=WebConfig(timeout_s=0.2))
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOCAL) as c:
         info = _upload(c, png_bytes(synthetic_mammogram())).json()
         r = c.post("/api/predict", json={"image_id": info["image_id"], "roi": {"cx": 300.0, "cy": 180.0, "r": 28.0}})
         assert r.status_code == 504 and r.json()["error"] == "timeout"
@@ -262,7 +271,7 @@ def test_concurrent_requests_are_correct_and_serialised(pixels):
     read = _as_read(data)
     rois = [(60.0 + 13 * i, 100.0 + 7 * i, 10.0 + i) for i in range(16)]
     results: dict[int, tuple[int, dict]] = {}
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOCAL) as c:
         image_id = _upload(c, data).json()["image_id"]
 
         def worker(i: int) -> None:
@@ -292,7 +301,7 @@ def test_image_evicted_from_memory_is_read_again(pixels):
     fake = FakePredictor()
     app = create_app(predictor=fake, config=WebConfig(cache_images=1, max_images=2))
     data_a, data_b = png_bytes(pixels), png_bytes(synthetic_mammogram(seed=3))
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOCAL) as c:
         a = _upload(c, data_a).json()["image_id"]
         _upload(c, data_b)  # pushes a out of the memory cache (still on disk)
         r = c.post("/api/predict", json={"image_id": a, "roi": {"cx": 300.0, "cy": 180.0, "r": 28.0}})
@@ -311,7 +320,7 @@ def test_internal_errors_are_json_500(pixels):
             raise RuntimeError("boom")
 
     app = create_app(predictor=Broken())
-    with TestClient(app, raise_server_exceptions=False) as c:
+    with TestClient(app, base_url=LOCAL, raise_server_exceptions=False) as c:
         info = _upload(c, png_bytes(pixels)).json()
         r = c.post("/api/predict", json={"image_id": info["image_id"], "roi": {"cx": 300.0, "cy": 180.0, "r": 28.0}})
         assert r.status_code == 500 and r.json() == {
@@ -319,7 +328,7 @@ def test_internal_errors_are_json_500(pixels):
 
 
 def test_report_identifies_the_model_from_a_saved_card():
-    from mammocadx.web.app import _card_id
+    from mammocadx.web.card import card_id as _card_id
 
     card = {"name": "mammocadx-paper", "created_utc": "2026-11-26T02:00:00+00:00",
             "software": {"mammocadx": "0.1.0"}, "files": {"head.json": "ab", "arrays.npz": "cd"},

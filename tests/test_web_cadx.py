@@ -21,7 +21,7 @@ for _mod, _what in (("mammocadx.features.extract", "feature extractor"), ("mammo
                     ("mammocadx.explain.api", "Grad-CAM API"), ("mammocadx.datasets.synthetic", "synthetic cohort")):
     pytest.importorskip(_mod, reason=f"{_what} ({_mod}) not on this branch yet")
 
-from conftest_web import LiveServer  # noqa: E402
+from conftest_web import LOCAL, LiveServer  # noqa: E402
 from mammocadx.datasets.records import Roi  # noqa: E402
 from mammocadx.datasets.synthetic import load_synthetic  # noqa: E402
 from mammocadx.io.images import read_image  # noqa: E402
@@ -54,13 +54,19 @@ def test_api_gives_the_library_score_and_gradcam(tiny):
     model_dir, case, (cx, cy, r) = tiny["model_dir"], tiny["case"], tiny["lesion"]
     app = create_app(model_dir=model_dir)
     data = Path(case.image_path).read_bytes()
-    with TestClient(app) as c:
+    entries = Path(app.state.predictor.cadx.extractor.cache.entries_dir)
+    before = {p for p in entries.rglob("*") if p.is_file()} if entries.exists() else set()
+    with TestClient(app, base_url=LOCAL) as c:
         card = c.get("/api/model").json()
         assert card["name"] == "mammocadx-paper" and "not a medical device" in card["intended_use"].lower()
         info = c.post("/api/image", files={"file": ("x", data, "application/octet-stream")}).json()
         out = c.post("/api/predict", json={"image_id": info["image_id"], "roi": {"cx": cx, "cy": cy, "r": r}})
         assert out.status_code == 200, out.text
         out = out.json()
+
+    # privacy: the reader's lesion left nothing in the user's feature cache
+    after = {p for p in entries.rglob("*") if p.is_file()} if entries.exists() else set()
+    assert after == before
 
     # the library's own answer, from the model the app loaded with CADx.load(model_dir)
     cadx = app.state.predictor.cadx

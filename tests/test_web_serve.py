@@ -49,6 +49,13 @@ def test_serve_options(captured, tmp_path, caplog):
     assert (captured["host"], captured["port"]) == ("0.0.0.0", 8123)
     assert captured["config"].max_upload_bytes == 2 * 1024 * 1024 and captured["config"].timeout_s == 5
     assert "no authentication" in caplog.text
+    assert captured["config"].allowed_hosts == ()  # 0.0.0.0 names no host: only local names by default
+
+
+def test_serve_allowed_hosts(captured, tmp_path):
+    assert main(["serve", str(tmp_path), "--host", "192.168.1.5", "--allow-host", "reader.lan"]) == 0
+    assert captured["config"].allowed_hosts == ("192.168.1.5", "reader.lan")
+    assert {"localhost", "127.0.0.1", "::1", "reader.lan", "192.168.1.5"} == captured["config"].host_names()
 
 
 def test_serve_missing_model_is_a_clear_error(tmp_path, capsys):

@@ -49,6 +49,13 @@ class DicomError(ImageReadError):
     stage = "dicom"
 
 
+class DicomOutputError(MammocadxError):
+    """DICOM results (Structured Report, overlay) cannot be written: non-DICOM source, missing UIDs, or an
+    output folder that holds files mammocadx did not write."""
+
+    stage = "dicom-out"
+
+
 class DatasetError(MammocadxError):
     """A dataset folder, annotation file or manifest is missing or malformed."""
 

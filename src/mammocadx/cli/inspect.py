@@ -81,6 +81,8 @@ def _inspect(args: argparse.Namespace, inputs: list[tuple[Path, bool]], out: Pat
         if f["format"] == "dicom":
             print(f"  modality {f['modality'] or '-'}, intent {f['presentation_intent'] or '-'}, "
                   f"rescale {f['rescale'] or '-'}, {f['transfer_syntax']}")
+            for warning in f.get("warnings") or []:
+                print(f"  WARNING: {warning}")
         if r.preview:
             print(f"  preview: {r.preview}")
         if r.error:

@@ -47,6 +47,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="CSV",
                    help="write one row per input (path, roi, status, score, label, reason); an existing file is "
                         "replaced only if it is a predictions CSV written by this command, never another file")
+    p.add_argument("--dicom-out", metavar="DIR",
+                   help="for DICOM inputs, also write a DICOM Structured Report (TID 1500) and a Grad-CAM overlay "
+                        "(Secondary Capture) in the image's study to DIR (new or mammocadx's own; files mammocadx did "
+                        "not write are never overwritten; see docs/dicom_outputs.md)")
     p.set_defaults(func=run_predict)
 
 
@@ -92,7 +96,8 @@ def _roi_text(roi: object) -> str:
     return f"mask {mask}" if mask else "whole breast"
 
 
-def _score(cadx: object, jobs: list, explain_dir: Path | None, per_row: bool) -> tuple[list[dict], int]:
+def _score(cadx: object, jobs: list, explain_dir: Path | None, per_row: bool,
+           dicom_out: str | None = None, model_dir: str | None = None) -> tuple[list[dict], int]:
     """Score (and explain) each lesion; print one line each; returns (rows, number failed)."""
     from mammocadx.io.paths import output_stems
 
@@ -111,6 +116,11 @@ def _score(cadx: object, jobs: list, explain_dir: Path | None, per_row: bool) ->
 
                 written = explain_prediction(cadx, path, roi, explain_dir, sample_id=stem)
                 row["reason"] = "explanation: " + ", ".join(str(w) for w in written)
+            if dicom_out:
+                from mammocadx.dicom_out import write_for_prediction
+
+                dicom_files = write_for_prediction(cadx, path, roi, dicom_out, model_dir=model_dir)
+                row["reason"] = "; ".join(filter(None, [row["reason"], "DICOM: " + ", ".join(map(str, dicom_files))]))
         except MammocadxError as exc:
             failed += 1
             row.update(status="error", score="", label="", reason=str(exc))
@@ -118,8 +128,9 @@ def _score(cadx: object, jobs: list, explain_dir: Path | None, per_row: bool) ->
         if row["status"] == "ok":
             print(f"{path} [{roi_text}]: {row['label']} (score {row['score']}, threshold {cadx.threshold:+.3f}; "
                   "positive = towards malignant)")
-            if explain_dir is not None:
-                print(f"  Grad-CAM figures: {row['reason'].removeprefix('explanation: ')}")
+            for part in row["reason"].split("; "):
+                if part:
+                    print(f"  {part.replace('explanation: ', 'Grad-CAM figures: ', 1)}")
         else:
             print(f"{path}: error: {row['reason']}", file=sys.stderr)
     return rows, failed
@@ -138,10 +149,15 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.rois and args.roi is not None:
         raise MammocadxError("--roi and --rois exclude each other (--rois gives each row its own ROI)", stage="usage")
     out_csv = claim_output_file(args.out, option="--out", owned=_ours) if args.out else None
+    if args.dicom_out:
+        from mammocadx.dicom_out import prepare_output_dir
+
+        prepare_output_dir(args.dicom_out)  # refuse a foreign folder before any work
     with output_dir(args.explain, option="--explain") if args.explain else contextlib.nullcontext() as explain_dir:
         cadx = CADx.load(args.model)
         jobs, decided = _jobs(args)
-        rows, failed = _score(cadx, jobs, explain_dir, per_row=bool(args.rois))
+        rows, failed = _score(cadx, jobs, explain_dir, per_row=bool(args.rois), dicom_out=args.dicom_out,
+                              model_dir=args.model)
     for row in decided:
         print(f"{row['path']}: {row['status']}: {row['reason']}", file=sys.stderr)
         failed += row["status"] == "error"

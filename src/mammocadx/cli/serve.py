@@ -27,6 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="address to listen on (default 127.0.0.1: this computer only; other addresses expose "
                         "the page to the network without authentication)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="a host name the page may be opened under besides localhost/127.0.0.1/[::1] (repeatable; "
+                        "requests naming any other host are refused, against DNS rebinding)")
     p.add_argument("--max-upload-mb", type=float, default=64.0, help="largest accepted upload in MiB (default 64)")
     p.add_argument("--timeout", type=float, default=60.0,
                    help="seconds a prediction may take, queueing included, before it is abandoned (default 60)")
@@ -45,7 +48,9 @@ def handle(args: argparse.Namespace) -> int:
         loopback = args.host == "localhost"
     if not loopback:
         log.warning("serving on %s: the page is reachable from the network and has no authentication", args.host)
-    config = WebConfig(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), timeout_s=args.timeout)
+    named = [] if args.host in {"0.0.0.0", "::", ""} else [args.host]  # a wildcard address names no host
+    config = WebConfig(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), timeout_s=args.timeout,
+                       allowed_hosts=tuple(named + list(args.allow_host)))
     app = create_app(model_dir=args.model_dir, config=config)
     warm_up = getattr(app.state.predictor, "warm_up", None)
     if warm_up is not None:

@@ -37,7 +37,7 @@ import tempfile
 import warnings
 from collections import defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # torch is imported only when exporting (the package stays import-light)
     import torch
@@ -184,27 +184,47 @@ def export_pooled_onnx(model: torch.nn.Module, input_size: int, name: str = "bac
     bytes
         A serialised ONNX model (opset 17) with input ``x`` and output ``features``.
     """
+    return export_onnx(model, input_size, lambda net, x: net.forward_features(x).mean(dim=(2, 3)), "features", name)
+
+
+def export_onnx(model: torch.nn.Module, input_size: int, forward: Any, output: str, name: str = "backbone") -> bytes:
+    """ONNX bytes of ``x (N, 3, S, S) -> forward(model, x)``, with SAME padding frozen and folded.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The timm network (left unchanged: a copy is exported).
+    input_size : int
+        Fixed side ``S`` of the input; the batch axis stays dynamic.
+    forward : callable
+        ``(network, x) -> tensor``: which part of the network is exported (e.g. the
+        pooled features, or the frozen first blocks of a fine-tuned network).
+    output : str
+        Name of the graph's output.
+    name : str
+        For log messages.
+    """
     import onnx
     import onnxruntime as ort
     import torch
 
-    class _Pooled(torch.nn.Module):
-        """``x -> mean over H, W of forward_features(x)`` as one module."""
+    class _Part(torch.nn.Module):
+        """``x -> forward(net, x)`` as one module."""
 
         def __init__(self, net: torch.nn.Module):
             super().__init__()
             self.net = net
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.net.forward_features(x).mean(dim=(2, 3))
+            return forward(self.net, x)
 
     net = copy.deepcopy(model).eval()
     frozen = freeze_same_padding(net, input_size)
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(_Pooled(net), (torch.zeros(2, 3, input_size, input_size),), buf, input_names=["x"],
-                          output_names=["features"], dynamic_axes={"x": {0: "n"}, "features": {0: "n"}},
+        torch.onnx.export(_Part(net), (torch.zeros(2, 3, input_size, input_size),), buf, input_names=["x"],
+                          output_names=[output], dynamic_axes={"x": {0: "n"}, output: {0: "n"}},
                           opset_version=17, dynamo=False)
     if not frozen:
         return buf.getvalue()

@@ -54,7 +54,9 @@ log = logging.getLogger(__name__)
 #: Modalities read without ``force``.
 ACCEPTED_MODALITIES = frozenset({"MG"})
 #: SOP classes of mammography images (For Presentation, For Processing).
-MAMMOGRAPHY_SOP_CLASSES = frozenset({"1.2.840.10008.5.1.4.1.1.1.2", "1.2.840.10008.5.1.4.1.1.1.2.1"})
+MG_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.2"
+MG_FOR_PROCESSING = "1.2.840.10008.5.1.4.1.1.1.2.1"
+MAMMOGRAPHY_SOP_CLASSES = frozenset({MG_FOR_PRESENTATION, MG_FOR_PROCESSING})
 #: Series descriptions of images derived from a mammogram (CBIS-DDSM ROI masks
 #: and crops), accepted whatever their Modality tag says.
 _DERIVED_SERIES = re.compile(r"roi\s*mask|cropped", re.IGNORECASE)
@@ -121,15 +123,22 @@ def _laterality(ds: Any, path: Path) -> tuple[str | None, str | None]:
         value = _text(ds, keyword).upper()
         if value in {"L", "R"}:
             return value, keyword
+    side = _side_from_orientation(ds)
+    if side:
+        return side, "PatientOrientation"
+    return _from_names(ds, path, laterality_from_text)
+
+
+def _side_from_orientation(ds: Any) -> str | None:
+    """The breast side implied by Patient Orientation under standard hanging, or None."""
     orientation = ds.get("PatientOrientation", None)
     if orientation is not None and len(orientation) == 2:
         # Standard hanging (PS3.3 C.8.11.7, e.g. left CC = "A\R", right MLO = "P\FL"): the
         # column direction points medially, i.e. towards the patient's other side.
         col = str(orientation[1]).upper()
         if ("R" in col) != ("L" in col):
-            side = "L" if "R" in col else "R"
-            return side, "PatientOrientation"
-    return _from_names(ds, path, laterality_from_text)
+            return "L" if "R" in col else "R"
+    return None
 
 
 _NAME_KEYWORDS = ("PatientID", "SeriesDescription", "StudyDescription", "PatientName")
@@ -137,15 +146,67 @@ _NAME_KEYWORDS = ("PatientID", "SeriesDescription", "StudyDescription", "Patient
 
 def _from_names(ds: Any, path: Path, parse: Any) -> tuple[str | None, str | None]:
     """Last resort for laterality/view: names such as ``LEFT_CC`` in text tags, then in the path."""
-    for keyword in _NAME_KEYWORDS:
-        value = parse(_text(ds, keyword))
-        if value:
-            return value, keyword
-    for part in reversed(path.parts):
-        value = parse(part)
-        if value:
-            return value, "path"
+    for where, value in _name_values(ds, path, parse).items():
+        return value, where
     return None, None
+
+
+def _name_values(ds: Any, path: Path, parse: Any) -> dict[str, str]:
+    """Every text tag (and the nearest path part) that names a side or view, with what it names."""
+    found = {k: v for k in _NAME_KEYWORDS if (v := parse(_text(ds, k)))}
+    for part in reversed(path.parts):
+        if value := parse(part):
+            found["path"] = value
+            break
+    return found
+
+
+_VIEW_FAMILY = {"XCCL": "CC", "XCCM": "CC"}
+
+
+def _disagreement(what: str, values: dict[str, str], family: dict[str, str] | None = None) -> str | None:
+    """A warning when ``values`` (where each came from -> value) name more than one thing."""
+    family = family or {}
+    if len({family.get(v, v) for v in values.values()}) < 2:
+        return None
+    listed = ", ".join(f"{where} {value}" for where, value in values.items())
+    return f"{what} contradicts itself ({listed}); check the image is the one meant"
+
+
+def header_warnings(ds: Any, path: str | PathLike[str]) -> list[str]:
+    """What a PACS user should hear about before trusting a result on this image (never a refusal).
+
+    - a ``FOR PROCESSING`` image (raw detector data, not meant to be read);
+    - a presentation intent that contradicts the SOP class (For Presentation vs For Processing storage);
+    - a laterality or view that contradicts itself across the header (Image Laterality, Laterality,
+      Patient Orientation, View Position, View Code Sequence) or the names (Series Description,
+      Patient ID ..., the file path), e.g. a ``LEFT_CC`` series whose Image Laterality is ``R``.
+    """
+    path = Path(path)
+    out: list[str] = []
+    intent = _text(ds, "PresentationIntentType").upper()
+    sop = _text(ds, "SOPClassUID")
+    if intent == "FOR PROCESSING" or sop == MG_FOR_PROCESSING:
+        out.append("FOR PROCESSING image (raw detector data, not meant to be read): results may differ from those "
+                   "on the FOR PRESENTATION image of the same exposure")
+    if intent == "FOR PROCESSING" and sop == MG_FOR_PRESENTATION:
+        out.append("Presentation Intent Type FOR PROCESSING contradicts the SOP class (Digital Mammography For "
+                   "Presentation)")
+    elif intent == "FOR PRESENTATION" and sop == MG_FOR_PROCESSING:
+        out.append("Presentation Intent Type FOR PRESENTATION contradicts the SOP class (Digital Mammography For "
+                   "Processing)")
+    sides = {k: v for k in ("ImageLaterality", "Laterality") if (v := _text(ds, k).upper()) in {"L", "R"}}
+    if side := _side_from_orientation(ds):
+        sides["PatientOrientation"] = side
+    sides |= _name_values(ds, path, laterality_from_text)
+    views: dict[str, str] = {}
+    if value := _text(ds, "ViewPosition").upper():
+        views["ViewPosition"] = value
+    if value := _view_from_code(ds):
+        views["ViewCodeSequence"] = value
+    views |= _name_values(ds, path, view_from_text)
+    out += [w for w in (_disagreement("laterality", sides), _disagreement("view", views, _VIEW_FAMILY)) if w]
+    return out
 
 
 def _view(ds: Any, path: Path) -> tuple[str | None, str | None]:
@@ -153,13 +214,21 @@ def _view(ds: Any, path: Path) -> tuple[str | None, str | None]:
     value = _text(ds, "ViewPosition").upper()
     if value:
         return value, "ViewPosition"
+    value = _view_from_code(ds)
+    if value:
+        return value, "ViewCodeSequence"
+    return _from_names(ds, path, view_from_text)
+
+
+def _view_from_code(ds: Any) -> str | None:
+    """The view named by the View Code Sequence's first code meaning, or None."""
     seq = ds.get("ViewCodeSequence", None)
     if seq:
         meaning = str(seq[0].get("CodeMeaning", "")).strip().lower()
         for words, code in _VIEW_MEANINGS.items():
             if meaning.startswith(words):
-                return code, "ViewCodeSequence"
-    return _from_names(ds, path, view_from_text)
+                return code
+    return None
 
 
 def _int_tag(ds: Any, keyword: str, path: Path, default: int | None = None) -> int:
@@ -397,7 +466,9 @@ def read_dicom(
         ``window``, ``percentile``, ``minmax`` or ``none``, with its
         parameters), ``inverted`` (bool) and ``inversion`` (why),
         ``sop_instance_uid``, ``series_description``, ``patient_id``,
-        ``flipped`` (always False here: orientation is left to segmentation).
+        ``flipped`` (always False here: orientation is left to segmentation),
+        ``warnings`` (list of str, see :func:`header_warnings`: FOR PROCESSING,
+        contradicting intent, laterality or view; each also logged).
 
     Raises
     ------
@@ -508,6 +579,9 @@ def _read_dicom(path: Path, apply_voi: bool, force: bool, max_pixels: int) -> Im
 
     laterality, lat_source = _laterality(ds, path)
     view, view_source = _view(ds, path)
+    warned = header_warnings(ds, path)
+    for text in warned:
+        log.warning("%s: %s", path, text)
     meta: dict[str, Any] = {
         "laterality": laterality,
         "laterality_source": lat_source,
@@ -530,6 +604,7 @@ def _read_dicom(path: Path, apply_voi: bool, force: bool, max_pixels: int) -> Im
         # Row/column directions (e.g. ["A", "R"]): preprocess.orientation.side_from_patient_orientation reads it.
         "patient_orientation": [str(v) for v in ds.get("PatientOrientation", None) or []] or None,
         "flipped": False,
+        "warnings": warned,
     }
     log.debug("read %s: %dx%d, %s, window %s", path, cols, rows, photometric, window.get("kind"))
     pixels = np.clip(values, 0.0, 1.0).astype(np.float32)

@@ -88,6 +88,7 @@ def describe(image: ImageData) -> dict[str, Any]:
             "rescale": meta.get("rescale"),
             "transfer_syntax": meta.get("transfer_syntax"),
             "series_description": meta.get("series_description"),
+            "warnings": [clean_text(w, 300) for w in meta.get("warnings") or []],
         }
     return {k: (clean_text(v) if isinstance(v, str) else v) for k, v in facts.items()}
 

@@ -82,6 +82,11 @@ class CADxPredictor:
     are not safe to use from several threads at once, so every call holds one
     lock; the web app runs calls in a worker thread.
 
+    The readers' lesions stay private: the extractor's feature cache is
+    replaced by one that never stores or looks up a lesion's features
+    (:func:`no_lesion_cache`), so nothing of an uploaded image outlives the
+    server in the user's cache folder.
+
     Parameters
     ----------
     cadx : CADx
@@ -90,6 +95,7 @@ class CADxPredictor:
 
     def __init__(self, cadx: Any):
         self.cadx = cadx
+        no_lesion_cache(cadx)
         self._lock = threading.Lock()
         self._backbone: Any = None  # loaded on the first explanation, then reused
 
@@ -165,3 +171,33 @@ def heat_overlay(grey: np.ndarray, heat: np.ndarray, alpha: float = 0.45, cmap: 
     w = (alpha * (0.35 + 0.65 * h))[..., None]
     out = (1.0 - w) * g[..., None] + w * colour
     return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
+
+
+def no_lesion_cache(cadx: Any) -> None:
+    """Stop ``cadx``'s feature extractor from writing (or reading) lesion features in the on-disk cache.
+
+    The cache folder itself stays known, so a backbone export kept there (a
+    file about the model, not about any patient) is still reused.
+    """
+    extractor = getattr(cadx, "extractor", None)
+    cache = getattr(extractor, "cache", None)
+    if cache is None or isinstance(cache, _NoLesionCache):
+        return
+    extractor.cache = _NoLesionCache(cache)
+
+
+class _NoLesionCache:
+    """Wraps a feature cache: lesion entries are neither stored nor looked up; anything else is delegated."""
+
+    def __init__(self, inner: Any):
+        self._inner = inner
+
+    def get(self, key: str, dim: int | None = None) -> None:
+        """Never a cached lesion."""
+        return None
+
+    def put(self, key: str, vector: np.ndarray) -> None:
+        """Store nothing."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)

@@ -10,24 +10,39 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+#: Smallest radius (and half the smallest box side) accepted, image pixels: below it the ROI is a few pixels.
+MIN_RADIUS = 2.0
+
 
 class CircleRoi(BaseModel):
-    """A lesion marked by its centre and radius (a click, or a drag from the centre)."""
+    """A lesion marked by its centre and radius (a click, or a drag from the centre).
 
-    model_config = ConfigDict(extra="forbid")
+    Numbers must be JSON numbers (strict: ``"29"`` is refused); the radius is at
+    least :data:`MIN_RADIUS` and the circle at most as wide as the image.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
     cx: float = Field(..., description="centre column, image pixels from the left", examples=[538.0])
     cy: float = Field(..., description="centre row, image pixels from the top", examples=[343.0])
-    r: float = Field(..., gt=0, description="radius in image pixels", examples=[29.0])
+    r: float = Field(..., ge=MIN_RADIUS, description="radius in image pixels", examples=[29.0])
 
 
 class BoxRoi(BaseModel):
-    """A lesion marked by a box (a drag from corner to corner)."""
+    """A lesion marked by a box (a drag from corner to corner); at most the image's size."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     x: float = Field(..., description="left column, image pixels")
     y: float = Field(..., description="top row, image pixels")
-    w: float = Field(..., gt=0, description="width in image pixels")
-    h: float = Field(..., gt=0, description="height in image pixels")
+    w: float = Field(..., ge=2 * MIN_RADIUS, description="width in image pixels")
+    h: float = Field(..., ge=2 * MIN_RADIUS, description="height in image pixels")
+
+
+class WindowPreset(BaseModel):
+    """A display window in the preview's grey levels (0..255): centre and width."""
+
+    name: str
+    center: float
+    width: float
 
 
 class ImageInfo(BaseModel):
@@ -43,6 +58,12 @@ class ImageInfo(BaseModel):
     preview_png: str = Field(..., description="base64 8-bit PNG of the windowed image (maybe downscaled)")
     preview_width: int
     preview_height: int
+    laterality: str | None = Field(None, description="L or R, when the file states it (DICOM)")
+    view: str | None = Field(None, description="CC, MLO ..., when the file states it (DICOM)")
+    pixel_spacing_mm: list[float] | None = Field(
+        None, description="(row, column) spacing in mm from the DICOM's Pixel Spacing or Imager Pixel Spacing")
+    windows: list[WindowPreset] = Field(default_factory=list,
+                                        description="display presets (the file's windows first), preview grey levels")
 
 
 class PredictRequest(BaseModel):
@@ -52,6 +73,7 @@ class PredictRequest(BaseModel):
     image_id: str = Field(..., min_length=1, max_length=64)
     roi: CircleRoi | BoxRoi
     explain: bool = Field(True, description="also compute the Grad-CAM heat-map")
+    stability: bool = Field(False, description="also score the same centre at 0.8, 0.9, 1.1 and 1.2 times the size")
 
 
 class CaseReport(BaseModel):
@@ -68,6 +90,14 @@ class CaseReport(BaseModel):
     notice: str
 
 
+class StabilityPoint(BaseModel):
+    """The score of the same lesion centre with the ROI scaled by ``scale``."""
+
+    scale: float
+    score: float
+    label: Literal["benign", "malignant"]
+
+
 class PredictResponse(BaseModel):
     """The model's decision on one lesion, with its explanation."""
 
@@ -80,6 +110,10 @@ class PredictResponse(BaseModel):
     cam_png: str | None = Field(None, description="base64 PNG of the Grad-CAM overlay on the ROI")
     heatmap_png: str | None = Field(None, description="base64 8-bit PNG of the heat-map alone (0..255)")
     explain_error: str | None = Field(None, description="why no heat-map could be made, when it could not")
+    roi_colour: Literal["grey", "pseudocolour"] = Field(
+        "pseudocolour", description="whether the ROI the network saw is grey or pseudocoloured")
+    stability: list[StabilityPoint] | None = Field(
+        None, description="score of the same centre at nearby sizes (when asked): how stable the verdict is")
     elapsed_ms: float
     report: CaseReport
 
