@@ -143,12 +143,12 @@ def main() -> int:
         # Same evaluation on both feature sets: paper head, patient-grouped stratified 5-fold x 5 repeats.
         from mammocadx.evaluate.crossval import run_splits
         from mammocadx.evaluate.splits import grouped_kfold
-        from mammocadx.model.pipeline import HeadConfig, make_paper_head
+        from mammocadx.model.config import resolve
 
         y = np.array([r.label for r in records])
         groups = np.array([r.patient_id for r in records])
         splits = grouped_kfold(y, groups, folds=5, repeats=5, seed=0)
-        aucs = [run_splits(X, y, groups, splits, lambda k, d: make_paper_head(HeadConfig(), k, d)).summary()["auc"]["mean"]
+        aucs = [run_splits(X, y, groups, splits, resolve("paper").head_factory()).summary()["auc"]["mean"]
                 for X in (fa, fb)]
         print(f"paper-mode AUC (5x5 grouped CV)  : eager fp32 {aucs[0]:.4f}  vs  fast path {aucs[1]:.4f}")
     if args.json:

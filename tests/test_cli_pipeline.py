@@ -19,14 +19,18 @@ def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
+def _evaluate(cohort: Path, out: Path, *explain: str) -> dict:
+    rc = main(["-q", "evaluate", "--dataset", "synthetic", "--data", str(cohort), "--folds", "3", "--repeats", "2",
+               "--n-components", "10", *explain, "--out", str(out)])
+    assert rc == 0
+    return json.loads((out / "metrics.json").read_text())
+
+
 def test_evaluate_writes_the_run_folder_with_out_of_fold_predictions(cohort: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "run"
-    rc = main(["-q", "evaluate", "--dataset", "synthetic", "--data", str(cohort), "--folds", "3", "--repeats", "2",
-               "--n-components", "10", "--gallery", "1", "--deletion", "2", "--out", str(out)])
-    assert rc == 0
+    m = _evaluate(cohort, out, "--gallery", "0")
     for name in ("metrics.json", "predictions.csv", "roc.png", "confusion.png", "report.html"):
         assert (out / name).is_file(), name
-    m = json.loads((out / "metrics.json").read_text())
     assert m["protocol"]["grouping"] == "patient" and m["protocol"]["n_lesions"] == 30
     for k in ("auc", "accuracy", "sensitivity", "specificity", "precision", "f1"):
         assert k in m and k in m["summary"]
@@ -42,12 +46,20 @@ def test_evaluate_writes_the_run_folder_with_out_of_fold_predictions(cohort: Pat
             if row["repeat"] == r:
                 folds_of.setdefault(row["patient_id"], set()).add(row["fold"])
         assert all(len(v) == 1 for v in folds_of.values())
+    html = (out / "report.html").read_text()
+    assert f"{m['summary']['auc']['mean']:.3f}" in html
+    assert "auc" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_evaluate_explains_with_a_gallery_and_the_deletion_check(cohort: Path, tmp_path: Path) -> None:
+    """Grad-CAM gallery and deletion check of a run (slow: CNN gradients; the parts are tested fast in test_gradcam_*)."""
+    out = tmp_path / "run"
+    m = _evaluate(cohort, out, "--gallery", "1", "--deletion", "2")
     g = m["gradcam"]
     assert g["deletion"]["aggregate"]["n"] == 2 and len(g["gallery"]) >= 1
     assert all((out / f).is_file() for e in g["gallery"] for f in e["files"])
-    html = (out / "report.html").read_text()
-    assert "Grad-CAM" in html and f"{m['summary']['auc']['mean']:.3f}" in html
-    assert "auc" in capsys.readouterr().out
+    assert "Grad-CAM" in (out / "report.html").read_text()
 
 
 def test_train_then_predict_round_trip(cohort: Path, tmp_path: Path, capsys) -> None:
@@ -110,8 +122,9 @@ def test_paper_mode_on_all_mini_mias_lesions(mias_dir: Path, tmp_path: Path) -> 
     assert m["protocol"]["n_patients"] == 104 and m["protocol"]["grouping"] == "patient"
     for k in ("auc", "accuracy", "sensitivity", "specificity", "precision", "f1"):
         assert k in m
-    # The paper's RBF-SVM is near chance on mini-MIAS under a leak-free protocol (README, DESIGN.md §2).
-    assert 0.35 < m["auc"] < 0.8
+    # The paper's RBF-SVM is near chance on mini-MIAS under a leak-free protocol (README, DESIGN.md §2);
+    # seeded value (repeats 0 and 1 of the README's 5 x 5 run), with room for the CNN engine's rounding.
+    assert m["auc"] == pytest.approx(0.5760, abs=0.01)
 
 
 def test_predict_walks_a_folder_for_images_by_content(cohort: Path, tmp_path: Path) -> None:

@@ -71,7 +71,7 @@ def test_cross_validation_engine_scores_every_sample_out_of_fold() -> None:
     res = run_splits(X, y, groups, splits, lambda n, d: LogisticRegression(), protocol={"name": "t"})
     assert len(res.predictions) == 2 * len(y)
     summary = res.summary()
-    assert summary["auc"]["n"] == 2 and summary["auc"]["mean"] > 0.8  # separable by construction
+    assert summary["auc"]["n"] == 2 and summary["auc"]["mean"] == pytest.approx(0.9901, abs=2e-3)  # seeded
     assert len(res.per_fold) == 10
 
 

@@ -9,6 +9,7 @@ import torch
 
 from mammocadx.errors import BackboneError
 from mammocadx.features import backbones as bb
+from mammocadx.utils.hashing import sha256_file
 
 torch.set_num_threads(2)
 CAT_CLASSES = {281, 282, 285}  # tabby, tiger cat, Egyptian cat
@@ -90,7 +91,7 @@ def test_user_weight_file_any_timm_model(tmp_path):
     path = tmp_path / "w.pth"
     torch.save(ref.state_dict(), path)
     b = bb.load_backbone("mobilenetv3_small_050", weights=path)
-    assert b.weights_path == path and b.weights_sha256 == bb.sha256_file(path)
+    assert b.weights_path == path and b.weights_sha256 == sha256_file(path)
     assert b.input_size == ref.pretrained_cfg["input_size"][-1]
     x = torch.rand(2, 3, 64, 64)
     with torch.inference_mode():
@@ -141,6 +142,6 @@ def test_nasnetalarge_from_user_file(tmp_path):
     del model
     b = bb.load_backbone("nasnetalarge", weights=path)
     assert (b.input_size, b.feature_dim) == (331, 4032)
-    assert b.mean == tuple(b.model.pretrained_cfg["mean"]) and b.weights_sha256 == bb.sha256_file(path)
+    assert b.mean == tuple(b.model.pretrained_cfg["mean"]) and b.weights_sha256 == sha256_file(path)
     with torch.inference_mode():
         assert b.pool(b.feature_map(b.preprocess(np.zeros((1, 331, 331, 3), np.float32)))).shape == (1, 4032)

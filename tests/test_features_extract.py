@@ -178,45 +178,17 @@ def test_streaming_matches_batch(rois):
     np.testing.assert_allclose(np.concatenate(parts), whole, rtol=1e-6, atol=1e-6)
 
 
-def test_pseudocolor_transformer():
+def test_featurizer_colours_as_the_paper():
+    from mammocadx.features.featurizer import LesionFeaturizer
     from mammocadx.preprocess.pseudocolor import pseudocolor
 
     rng = np.random.default_rng(0)
     u8 = rng.integers(0, 256, (2, 8, 8), dtype=np.uint8)
-    out = fx.Pseudocolor().fit(u8).transform(u8)
+    out = LesionFeaturizer(pseudocolor="sine").colorize(u8 / 255.0)
     assert out.shape == (2, 8, 8, 3) and out.dtype == np.float32
     np.testing.assert_array_equal(out, pseudocolor(u8, "sine"))
-    np.testing.assert_array_equal(fx.Pseudocolor().transform(u8 / 255.0), out)
-    np.testing.assert_array_equal(fx.Pseudocolor("grey").transform(u8)[..., 1], u8 / np.float32(255.0))
-
-
-def test_sklearn_pipeline_cross_validates(tmp_path):
-    from sklearn.base import clone
-    from sklearn.decomposition import PCA
-    from sklearn.model_selection import StratifiedKFold, cross_validate
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import SVC
-
-    # two visibly different lesion kinds: bright round blobs vs fine stripes
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:224, 0:224]
-    X, y = [], []
-    for i in range(12):
-        if i % 2 == 0:
-            r = 40 + 5 * rng.random()
-            img = ((xx - 112) ** 2 + (yy - 112) ** 2 < r * r).astype(np.float32) * 0.8
-        else:
-            img = 0.5 + 0.4 * np.sin(xx / (2.0 + rng.random()) + yy / 3.0)
-        X.append(np.clip(img + 0.05 * rng.standard_normal(img.shape), 0, 1).astype(np.float32))
-        y.append(i % 2)
-    X, y = np.stack(X), np.array(y)
-    pipe = make_pipeline(fx.Pseudocolor(), fx.DeepFeatures(cache_dir=tmp_path, batch_size=6), StandardScaler(),
-                         PCA(n_components=4), SVC(kernel="rbf", gamma="auto"))
-    assert clone(pipe).get_params()["deepfeatures__cache_dir"] == tmp_path
-    res = cross_validate(pipe, X, y, cv=StratifiedKFold(3, shuffle=True, random_state=0), scoring="roc_auc")
-    assert res["test_score"].mean() >= 0.9
-    assert fcache.FeatureCache(tmp_path).info().entries == 12  # each ROI computed once across folds
+    np.testing.assert_array_equal(LesionFeaturizer(pseudocolor="grey").colorize(u8 / 255.0)[..., 1],
+                                  u8 / np.float32(255.0))
 
 
 def test_cli_cache_info_and_clear(tmp_path, capsys):

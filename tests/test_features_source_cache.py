@@ -10,7 +10,7 @@ import pytest
 
 from mammocadx.datasets.synthetic import load_synthetic
 from mammocadx.features import source_keys
-from mammocadx.model import cadx as cadx_module
+from mammocadx.features import featurizer as featurizer_module
 from mammocadx.model.cadx import CADx
 
 
@@ -43,7 +43,7 @@ def _no_decoding(monkeypatch) -> list:
         calls.append(path)
         raise AssertionError(f"decoded {path} although its features are cached")
 
-    monkeypatch.setattr(cadx_module, "read_image", refuse)
+    monkeypatch.setattr(featurizer_module, "read_image", refuse)
     return calls
 
 
@@ -66,13 +66,13 @@ def test_changed_file_roi_or_setting_is_recomputed(cohort, tmp_path, monkeypatch
     base = CADx.paper().featurize(recs).X
 
     decoded: list = []
-    real = cadx_module.read_image
+    real = featurizer_module.read_image
 
     def counting(path, *a, **k):
         decoded.append(Path(path).name)
         return real(path, *a, **k)
 
-    monkeypatch.setattr(cadx_module, "read_image", counting)
+    monkeypatch.setattr(featurizer_module, "read_image", counting)
     # other context: a different ROI, so new features
     wider = CADx.paper(context=2.5).featurize(recs).X
     assert len(decoded) == len({r.image_path for r in recs}) and not np.allclose(wider, base)
@@ -131,5 +131,5 @@ def test_unreadable_image_is_still_reported_not_cached(cohort, tmp_path, monkeyp
 def test_without_a_cache_nothing_is_looked_up(cohort, monkeypatch):
     cadx = CADx.paper()
     cadx.extractor.cache = None
-    monkeypatch.setattr(cadx, "_source_digests", lambda recs: pytest.fail("hashed sources without a cache"))
+    monkeypatch.setattr(cadx.featurizer, "_source_digests", lambda recs: pytest.fail("hashed sources without a cache"))
     assert cadx.featurize(cohort[:1]).X.shape == (1, 1280)

@@ -62,38 +62,3 @@ def test_html_report_contains_metrics_and_is_self_contained(tmp_path):
         assert needle in text, needle
     assert text.count("data:image/png;base64,") == 2  # the ROC and the gallery image, embedded
     assert not re.search(r"(src|href)=['\"]https?://", text)  # nothing from the internet
-
-
-def test_modes_registry_paper_and_best():
-    from mammocadx.model.modes import MODES, best_head, describe, paper_head
-
-    assert {"paper", "best"} <= set(MODES)
-    assert MODES["best"].features["pseudocolor"] == "grey"
-    assert describe("paper")["head"] == "paper-svc"
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(80, 30))
-    y = (rng.random(80) < 0.4).astype(int)
-    X[:, 0] += 2 * y
-    g = np.arange(80) // 2
-    h = best_head().fit(X, y, groups=g)
-    assert h.chosen_params_["logreg__C"] in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
-    assert len(h.search_scores_) == 7 and np.isfinite(h.threshold_)
-    p = paper_head().fit(X, y)
-    assert p.chosen_n_components_ == 30 and p.capped_  # 404 capped by min(n-1, d)
-
-
-def test_inner_cv_heads_save_as_plain_pipelines(tmp_path):
-    from mammocadx.model.modes import best_head
-    from mammocadx.model.persist import load_model, save_model
-
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(80, 30))
-    y = (rng.random(80) < 0.4).astype(int)
-    X[:, 0] += 2 * y
-    h = best_head().fit(X, y, groups=np.arange(80) // 2)
-    card = {"backbone": {"name": "tf_efficientnet_lite0", "weights_sha256": None}, "config": {"pseudocolor": "grey"},
-            "threshold": h.threshold_, "training_data": {"fingerprint": "x", "n_lesions": 80, "seed": 0}, "metrics": None}
-    save_model(tmp_path / "m", h, card)
-    h2, _ = load_model(tmp_path / "m")
-    assert np.allclose(h2.decision_function(X), h.decision_function(X))
-    assert h2.threshold_ == h.threshold_ and h2.chosen_params_ == h.chosen_params_

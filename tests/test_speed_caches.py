@@ -79,6 +79,7 @@ def test_numpy_preprocessing_matches_the_torch_resize_path():
     np.testing.assert_array_equal(spec.preprocess(u8).numpy(), x)
 
 
+@pytest.mark.slow  # three fresh processes, each exporting or loading the network (~40 s)
 @pytest.mark.skipif(not fx.onnxruntime_available(), reason="onnxruntime not installed")
 def test_cached_onnx_engine_runs_without_pytorch_and_remembers_its_check(tmp_path):
     """First process exports and checks against eager fp32; a new process then needs no torch at all."""

@@ -80,6 +80,16 @@ class BackboneError(MammocadxError):
     stage = "features"
 
 
+class ConfigError(MammocadxError, ValueError):
+    """A setting is unknown, out of range or does not apply to the chosen mode.
+
+    Raised once, when settings are resolved (:func:`mammocadx.model.config.resolve`)
+    or a config object is built; also a ``ValueError`` for callers that expect one.
+    """
+
+    stage = "config"
+
+
 class ModelError(MammocadxError):
     """A classifier cannot be configured, fitted, saved or loaded."""
 

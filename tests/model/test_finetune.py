@@ -10,6 +10,8 @@ from mammocadx.errors import ModelError  # noqa: E402
 from mammocadx.evaluate.crossval import run_splits  # noqa: E402
 from mammocadx.evaluate.splits import grouped_kfold  # noqa: E402
 from mammocadx.model.finetune import FineTuneHead, View, dihedral, render_view, roi_side  # noqa: E402
+from mammocadx.preprocess.pseudocolor import pseudocolor  # noqa: E402
+from mammocadx.records import to_uint8  # noqa: E402
 
 SIZE = 64  # network input in these tests (Lite0 runs at any size >= 32)
 
@@ -44,15 +46,14 @@ def test_dihedral_covers_eight_distinct_views() -> None:
     assert np.array_equal(dihedral(img, 0), img)
 
 
-def test_central_view_is_the_frozen_modes_roi() -> None:
-    """scale 1, no shift: the central M/margin square, i.e. the context-1.5 ROI at the input size."""
-    m = roi_side(SIZE)
-    grey = np.zeros((m, m), np.float32)
-    c0 = (m - SIZE) // 2
-    grey[c0:c0 + SIZE, c0:c0 + SIZE] = 1.0
-    rgb = render_view(grey, View(), SIZE, m / SIZE, "grey")
-    assert rgb.shape == (SIZE, SIZE, 3)
-    assert rgb[2:-2, 2:-2].min() > 0.99  # the whole crop is the bright square
+def test_identity_view_is_the_roi_every_mode_sees() -> None:
+    """The identity view of a row is exactly the pseudocoloured ROI the frozen-feature modes feed their CNN."""
+    rng = np.random.default_rng(3)
+    grey = rng.uniform(0, 1, size=(SIZE, SIZE)).astype(np.float32)
+    for colour in ("grey", "sine"):
+        assert np.array_equal(render_view(grey, View(), SIZE, 1.0, colour), pseudocolor(to_uint8(grey), colour))
+    shifted = render_view(grey, View(dx=0.1, scale=1.1, flip=3), SIZE, 1.0, "grey")
+    assert shifted.shape == (SIZE, SIZE, 3) and np.isfinite(shifted).all()
 
 
 def test_fit_predict_reproducible_and_inner_split_inside_training_rows() -> None:

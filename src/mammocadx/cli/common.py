@@ -44,22 +44,22 @@ def add_dataset_options(p: argparse.ArgumentParser) -> None:
 def add_model_options(p: argparse.ArgumentParser) -> None:
     """Pipeline options shared by evaluate, train and ablate."""
     g = p.add_argument_group("model")
-    g.add_argument("--mode", default="paper",
+    g.add_argument("--mode", default=None,
                    help="'paper' (the paper's method) or 'best' (our better mode; see README) (default: paper)")
-    g.add_argument("--backbone", default="tf_efficientnet_lite0",
+    g.add_argument("--backbone", default=None,
                    help="timm backbone (default: tf_efficientnet_lite0, ImageNet weights from its package)")
     g.add_argument("--weights", metavar="PATH", help="weight file for backbones without packaged weights (e.g. nasnetalarge)")
-    g.add_argument("--pseudocolor", choices=("sine", "grey"), default="sine",
-                   help="sine = the paper's equations 1-4; grey = replicated channels (default: sine)")
-    g.add_argument("--context", type=float, default=1.5,
-                   help="ROI side as a multiple of the lesion size (default: 1.5)")
-    g.add_argument("--segment", action=argparse.BooleanOptionalAction, default=False,
+    g.add_argument("--pseudocolor", choices=("sine", "grey"), default=None,
+                   help="sine = the paper's equations 1-4; grey = replicated channels (default: the mode's; paper: sine, best: grey)")
+    g.add_argument("--context", type=float, default=None,
+                   help="ROI side as a multiple of the lesion size, >= 1 (default: 1.5)")
+    g.add_argument("--segment", action=argparse.BooleanOptionalAction, default=None,
                    help="automatic breast segmentation (labels, background, pectoral muscle masked) before the ROI step")
-    g.add_argument("--n-components", type=int, default=404,
-                   help="PCA components (paper: 404), capped at n_train-1 when the training set is smaller")
-    g.add_argument("--C", type=float, default=1.0, help="SVM C (paper: 1)")
-    g.add_argument("--gamma", default="auto", help="SVM RBF gamma: 'auto' = 1/#features (paper), 'scale', or a number")
-    g.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+    g.add_argument("--n-components", type=int, default=None,
+                   help="PCA components of the paper head (paper: 404), capped at n_train-1 when the training set is smaller")
+    g.add_argument("--C", type=float, default=None, help="SVM C of the paper head (paper: 1)")
+    g.add_argument("--gamma", default=None, help="SVM RBF gamma: 'auto' = 1/#features (paper), 'scale', or a number")
+    g.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None,
                    help="CNN precision on CPU: bf16 where the CPU supports it and features agree with fp32 (default: auto)")
 
 
@@ -73,17 +73,12 @@ def dataset_options(args: argparse.Namespace) -> dict:
 
 
 def build_cadx(args: argparse.Namespace):
-    """A CADx from the model options."""
+    """A CADx from the model options (``None`` = not given: settings are resolved once, by ``model.config.resolve``)."""
     from mammocadx.model.cadx import CADx
 
-    gamma: str | float = args.gamma
-    try:
-        gamma = float(gamma)
-    except ValueError:
-        pass
     return CADx.from_mode(args.mode, backbone=args.backbone, weights=args.weights, pseudocolor=args.pseudocolor,
                           context=args.context, segment=args.segment, precision=args.precision,
-                          n_components=args.n_components, C=args.C, gamma=gamma)
+                          n_components=args.n_components, C=args.C, gamma=args.gamma)
 
 
 def command_line(argv: list[str] | None = None) -> str:

@@ -9,7 +9,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from mammocadx.datasets.records import BENIGN, MALIGNANT, LesionRecord, Roi, parse_label
+from mammocadx.records import BENIGN, MALIGNANT, LesionRecord, Roi, parse_label
 from mammocadx.errors import DatasetError
 
 #: name -> "module:function"; every function is ``load_x(data, **options) -> list[LesionRecord]``.

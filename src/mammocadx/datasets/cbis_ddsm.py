@@ -9,7 +9,7 @@ published are understood, by column name (case, spaces and underscores
 ignored): the older one without file paths, and the newer one with
 ``image file path``, ``cropped image file path`` and ``ROI mask file path``;
 ``breast_density`` and ``breast density`` alike. Each CSV row is one
-abnormality: one :class:`~mammocadx.datasets.records.LesionRecord` with
+abnormality: one :class:`~mammocadx.records.LesionRecord` with
 
 - ``label``: ``MALIGNANT`` = 1, ``BENIGN`` and ``BENIGN_WITHOUT_CALLBACK`` = 0;
 - ``patient_id``: the CSV's ``patient_id`` (``P_00001``);
@@ -57,7 +57,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any, Literal
 
-from mammocadx.datasets.records import LesionRecord, Roi, parse_label
+from mammocadx.records import LesionRecord, Roi, parse_label
 from mammocadx.errors import DatasetError
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ import logging
 from os import PathLike
 from pathlib import Path
 
-from mammocadx.datasets.records import BENIGN, MALIGNANT, LesionRecord, Roi
+from mammocadx.records import BENIGN, MALIGNANT, LesionRecord, Roi
 from mammocadx.errors import DatasetError, ImageReadError
 from mammocadx.io.images import sniff_format
 

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from mammocadx.datasets.records import LesionRecord, Roi, parse_label
+from mammocadx.records import LesionRecord, Roi, parse_label
 from mammocadx.errors import DatasetError
 
 log = logging.getLogger(__name__)

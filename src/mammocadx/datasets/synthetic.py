@@ -64,8 +64,9 @@ from PIL import Image
 from scipy import ndimage as ndi
 import cv2
 
-from mammocadx.datasets.records import BENIGN, LABEL_NAMES, MALIGNANT, LesionRecord, Roi, parse_label
 from mammocadx.errors import DatasetError
+from mammocadx.records import BENIGN, LABEL_NAMES, MALIGNANT, LesionRecord, Roi, parse_label
+from mammocadx.utils.system import default_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -743,11 +744,6 @@ def _move_into_place(tmp: Path, out_dir: Path) -> None:
 
 
 # --------------------------------------------------------------------------- loading
-
-
-def default_cache_dir() -> Path:
-    """Root of generated data: ``$MAMMOCADX_CACHE_DIR`` or ``~/.cache/mammocadx``."""
-    return Path(os.environ.get("MAMMOCADX_CACHE_DIR") or Path.home() / ".cache" / "mammocadx").expanduser()
 
 
 def cohort_dir(n_patients: int = DEFAULT_N_PATIENTS, seed: int = DEFAULT_SEED, size: int = DEFAULT_SIZE) -> Path:

@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mammocadx.datasets.records import LesionRecord
+from mammocadx.records import LesionRecord
 from mammocadx.evaluate.metrics import METRICS
+from mammocadx.io.atomic import json_data
 
 if TYPE_CHECKING:  # scikit-learn and SciPy load with the functions that use them: ``mammocadx --help`` stays fast
     from mammocadx.evaluate.crossval import CVResult
@@ -95,24 +96,22 @@ def variants(factors: Sequence[str] = ALL_FACTORS) -> list[Variant]:
     return rows
 
 
-def _build(variant: Variant) -> Any:
-    from mammocadx.model import modes
+def _build(variant: Variant) -> tuple[Any, Any]:
+    """The variant's CADx (features) and head factory (``head_mode`` swaps the head only; features stay)."""
+    from dataclasses import replace
+
     from mammocadx.model.cadx import CADx
+    from mammocadx.model.config import resolve
+    from mammocadx.model.modes import get_mode
 
     over = dict(variant.overrides)
     head_mode = over.pop("head_mode", None)
-    if variant.mode == "paper":
-        cadx = CADx.paper(**over)
-    else:
-        cadx = modes.build(variant.mode, **over)
-    if head_mode is not None:
-        spec = modes.MODES[head_mode]
-        cadx._head_factory_override = lambda n, d: modes.make_head(spec, cadx.config)  # head only; features stay
-    return cadx
-
-
-def _head_factory(cadx: Any) -> Any:
-    return getattr(cadx, "_head_factory_override", None) or cadx.head_factory()
+    no_pca = "n_components" in over and over["n_components"] is None
+    config = resolve(variant.mode, over)
+    if no_pca:  # None means "not given" to resolve; the "none" row drops PCA explicitly
+        config = replace(config, head=replace(config.head, n_components=None))
+    factory = config.head_factory(get_mode(head_mode).head if head_mode else None)
+    return CADx(config), factory
 
 
 def _feature_key(cadx: Any) -> tuple[Any, ...]:
@@ -157,7 +156,7 @@ def run_ablation(
     cache: dict[tuple[Any, ...], Any] = {}
     rows = []
     for v in variants(factors):
-        cadx = _build(v)
+        cadx, head_factory = _build(v)
         key = _feature_key(cadx)
         if key not in cache:
             log.info("ablation: features for %s", v.label)
@@ -165,7 +164,7 @@ def run_ablation(
         fs = cache[key]
         y, g = fs.y, fs.groups
         splits = grouped_kfold(y, g, folds=folds, repeats=repeats, seed=seed)
-        res = run_splits(fs.X, y, g, splits, _head_factory(cadx), cadx.config.head.threshold,
+        res = run_splits(fs.X, y, g, splits, head_factory, cadx.config.head.threshold,
                          {"name": "patient-grouped stratified k-fold", "folds": folds, "repeats": repeats, "seed": seed})
         row: dict[str, Any] = {"factor": v.factor, "setting": v.setting, "label": v.label,
                                "baseline": v.factor == "baseline", "n_lesions": len(fs.records),
@@ -201,7 +200,7 @@ def write_ablation(rows: Sequence[dict[str, Any]], out_dir: str | Path) -> dict[
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "ablation.json", "csv": out / "ablation.csv", "md": out / "ablation.md", "png": out / "ablation.png"}
-    paths["json"].write_text(json.dumps(_jsonable(list(rows)), indent=2, allow_nan=False), encoding="utf-8")
+    paths["json"].write_text(json.dumps(json_data(list(rows)), indent=2, allow_nan=False), encoding="utf-8")
     cols = ["factor", "setting", "label", "baseline", "n_lesions"] + \
         [f"{m}_{s}" for m in METRICS for s in ("mean", "sd")] + ["auc_ci_lo", "auc_ci_hi"]
     with paths["csv"].open("w", newline="", encoding="utf-8") as fh:
@@ -214,19 +213,6 @@ def write_ablation(rows: Sequence[dict[str, Any]], out_dir: str | Path) -> dict[
     plot_forest([{**r, "label": f"{r['factor']}: {r['setting']}"} for r in rows], paths["png"],
                 title="Ablation: AUC (mean over repeats), 95 % CI")
     return paths
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, (float, np.floating)):
-        f = float(v)
-        return None if math.isnan(f) else f
-    if isinstance(v, np.integer):
-        return int(v)
-    return v
 
 
 # ----------------------------------------------------------------------------- modes
@@ -284,7 +270,7 @@ def compare_modes(
         y, g = ev.features.y, ev.features.groups
         S, P, idx = cv_arrays(ev.result.predictions, len(y))
         ci = bootstrap_ci(y[idx], S, P, g[idx], n_boot=n_boot, seed=seed)
-        (run_dir / "ci.json").write_text(json.dumps(_jsonable({k: list(v) for k, v in ci.items()}), indent=2))
+        (run_dir / "ci.json").write_text(json.dumps(json_data({k: list(v) for k, v in ci.items()}), indent=2))
         from mammocadx.model import modes as mode_registry
 
         desc = mode_registry.MODES[mode].description if mode in mode_registry.MODES else mode
@@ -308,6 +294,6 @@ def compare_modes(
         results["ablation"] = list(ablation)
         if (out / "ablation.png").is_file():
             results["ablation_png"] = "ablation.png"
-    (out / "results.json").write_text(json.dumps(_jsonable(results), indent=2, allow_nan=False), encoding="utf-8")
+    (out / "results.json").write_text(json.dumps(json_data(results), indent=2, allow_nan=False), encoding="utf-8")
     write_html_report(out, results, title=f"mammocadx: {dataset}, modes {', '.join(modes)}", gradcam=gradcam)
     return results

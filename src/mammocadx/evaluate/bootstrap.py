@@ -20,9 +20,10 @@ import numpy as np
 from scipy.stats import rankdata
 
 from mammocadx.errors import EvaluationError
+from mammocadx.evaluate.metrics import METRICS
 
 #: Metrics given an interval, in report order.
-BOOT_METRICS: tuple[str, ...] = ("auc", "accuracy", "sensitivity", "specificity", "precision", "f1")
+BOOT_METRICS: tuple[str, ...] = METRICS
 
 
 def fast_auc(y: np.ndarray, s: np.ndarray) -> float:

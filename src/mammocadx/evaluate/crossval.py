@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
 from mammocadx.evaluate.leakage import FitGuard, forbidden_rows
@@ -24,8 +23,9 @@ from mammocadx.utils.system import available_cpus
 
 log = logging.getLogger(__name__)
 
-#: ``head_factory(n_train, n_features) -> unfitted estimator with fit/decision_function``.
-HeadFactory = Callable[[int, int], Pipeline]
+#: ``head_factory(n_train, n_features) -> unfitted head`` (:class:`mammocadx.model.heads.Head`); sent to worker
+#: processes, so it must pickle (:class:`mammocadx.model.heads.HeadFactory` does; a closure over a CADx does not).
+HeadFactory = Callable[[int, int], Any]
 
 
 @dataclass
@@ -119,8 +119,9 @@ def _fit_split(X: np.ndarray, y: np.ndarray, groups: np.ndarray, sp: Split, head
         info["pca_components"] = int(pca.n_components_)
     if hasattr(head, "chosen_n_components_"):
         info["pca_components"] = int(head.chosen_n_components_)
-    if hasattr(head, "selection_record"):
-        info["selection"] = head.selection_record()
+    record = head.selection_record() if hasattr(head, "selection_record") else {}
+    if record:
+        info["selection"] = record
     return scores, thr, info, (head.estimator_ if keep else None)
 
 

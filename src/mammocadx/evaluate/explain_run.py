@@ -8,15 +8,15 @@ repeat 0 is used.
 from __future__ import annotations
 
 import copy
-import inspect
 import logging
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mammocadx.evaluate.run import Evaluation
+if TYPE_CHECKING:  # run.write_run imports this module; the type alone flows back
+    from mammocadx.evaluate.run import Evaluation
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,7 @@ def _fold_models(ev: Evaluation, folds: set[int]) -> dict[int, Any]:
             if ev.result.protocol.get("name", "").startswith("official"):
                 train = np.array([i for i, r in enumerate(ev.features.records) if (r.split or "").lower() == "train"])
             head = ev.cadx.head_factory()(len(train), X.shape[1])
-            takes_groups = "groups" in inspect.signature(head.fit).parameters
-            head.fit(X[train], y[train], **({"groups": ev.features.groups[train]} if takes_groups else {}))
+            head.fit(X[train], y[train], groups=ev.features.groups[train])
         fold_cadx = copy.copy(ev.cadx)
         fold_cadx.head_ = head
         out[f] = fold_cadx
@@ -99,8 +98,8 @@ def explain_evaluation(ev: Evaluation, out_dir: Path, per_group: int = 2, deleti
         if not ex:
             continue
         img = read_image(r.image_path)
-        _, crop = cadx.roi_image(img, r.roi, r.view, r.laterality)
-        files = save_explanation(out_dir, f"{g}_{safe_id(r.sample_id)}", ex[0], rois[0], cadx.colorize(rois[0]),
+        _, crop = cadx.featurizer.roi_image(img, r.roi, r.view, r.laterality)
+        files = save_explanation(out_dir, f"{g}_{safe_id(r.sample_id)}", ex[0], rois[0], cadx.featurizer.colorize(rois[0]),
                                  image=img.pixels, crop=crop, threshold=float(cadx.threshold), show="decision",
                                  extra={"group": g, "label": r.label_name, "fold": p.fold, "out_of_fold_score": p.score})
         gallery.append({"group": g, "sample_id": r.sample_id, "label": r.label_name, "score": float(p.score),

@@ -19,9 +19,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from mammocadx.evaluate.metrics import METRICS
+from mammocadx.io.atomic import atomic_write_text
 from mammocadx.evaluate.table4 import to_html as table4_html
 
-METRIC_ORDER: tuple[str, ...] = ("auc", "accuracy", "sensitivity", "specificity", "precision", "f1")
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#1d2329;line-height:1.45}
@@ -36,6 +37,24 @@ tr.ours td{background:#eef6ee;font-weight:600}
 code,pre{background:#f4f5f7;padding:.1em .3em;border-radius:3px}pre{padding:.6em;white-space:pre-wrap}
 .muted{color:#5c6670;font-size:.9em}
 """
+
+
+def write_page(path: str | Path, title: str, body: str) -> Path:
+    """The one HTML writer: a self-contained page (shared style, nothing from the network), written atomically.
+
+    Parameters
+    ----------
+    path : path
+        The ``.html`` file.
+    title : str
+        Page title (escaped here).
+    body : str
+        The page's body, already HTML.
+    """
+    doc = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+           f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{_CSS}</style></head><body>\n"
+           f"{body}\n</body></html>\n")
+    return atomic_write_text(path, doc)
 
 
 def _img(path: str | Path | None, alt: str, base: Path | None = None) -> str:
@@ -66,7 +85,7 @@ def _metrics_table(mode: Mapping[str, Any]) -> str:
     summary = mode.get("summary") or {}
     ci = mode.get("ci") or {}
     rows = []
-    for m in METRIC_ORDER:
+    for m in METRICS:
         s = summary.get(m) or {}
         lo_hi = ci.get(m)
         ci_txt = f"[{_num(lo_hi[0])}, {_num(lo_hi[1])}]" if lo_hi else "n/a"
@@ -150,8 +169,6 @@ def write_html_report(
     run_dir.mkdir(parents=True, exist_ok=True)
     e = html.escape
     parts: list[str] = [
-        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{e(title)}</title>"
-        f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{_CSS}</style></head><body>",
         f"<h1>{e(title)}</h1>",
         f"<p class='muted'>Dataset: {e(str(results.get('dataset', '')))} · written "
         f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}</p>",
@@ -206,7 +223,4 @@ def write_html_report(
     versions = results.get("versions") or {}
     if versions:
         parts.append("<p class='muted'>Versions: " + e(", ".join(f"{k} {v}" for k, v in versions.items())) + "</p>")
-    parts.append("</body></html>")
-    out = run_dir / filename
-    out.write_text("\n".join(parts), encoding="utf-8")
-    return out
+    return write_page(run_dir / filename, title, "\n".join(parts))

@@ -5,11 +5,27 @@ import html
 from pathlib import Path
 from typing import Any
 
+from mammocadx.evaluate.html_report import write_page
 from mammocadx.evaluate.metrics import METRICS
 
 
 def _fmt(v: Any) -> str:
     return "n/a" if v is None else f"{v:.3f}"
+
+
+def _head_text(cfg: dict[str, Any]) -> str:
+    """The mode's head in words, with the settings that head takes (not SVM settings for a logistic regression)."""
+    from mammocadx.errors import ConfigError
+    from mammocadx.model.config import CADxConfig
+    from mammocadx.model.heads import HEADS
+    from mammocadx.model.modes import get_mode
+
+    try:
+        config = CADxConfig.from_dict(cfg)
+    except ConfigError:
+        return "n/a"
+    settings = ", ".join(f"{k}={v}" for k, v in config.card_dict()["head"].items())
+    return HEADS[get_mode(config.mode).head].description + (f" ({settings})" if settings else "")
 
 
 def write_report(run_dir: Path, metrics: dict[str, Any], title: str = "mammocadx run") -> Path:
@@ -29,41 +45,29 @@ def write_report(run_dir: Path, metrics: dict[str, Any], title: str = "mammocadx
     cfg = metrics["config"]
     proto = (f"{html.escape(str(p.get('name')))}: {p.get('folds')} folds × {p.get('repeats')} repeats, seed {p.get('seed')}; "
              f"{p.get('n_lesions')} lesions ({p.get('n_malignant')} malignant) from {p.get('n_patients')} patients; "
-             f"grouped by {p.get('grouping')}; AUC from the SVM decision function.")
+             f"grouped by {p.get('grouping')}; AUC from the head's decision function.")
     skipped = metrics.get("skipped") or []
     skipped_html = ""
     if skipped:
         items = "".join(f"<li>{html.escape(s['sample_id'])}: {html.escape(s['reason'])}</li>" for s in skipped[:50])
         skipped_html = f"<h2>Skipped inputs ({len(skipped)})</h2><ul>{items}</ul>"
     gradcam_html = _gradcam_section(metrics.get("gradcam"))
-    doc = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>
-body{{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:960px;margin:2em auto;color:#222;line-height:1.45}}
-table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:.3em .8em;text-align:right}}
-th{{text-align:left;background:#f4f6f8}}img{{max-width:48%;margin:.5%}}code{{background:#f4f4f4;padding:.1em .3em}}
-.note{{background:#fff8e1;border-left:4px solid #f0b400;padding:.6em 1em}}
-</style></head><body>
-<h1>{html.escape(title)}</h1>
+    body = f"""<h1>{html.escape(title)}</h1>
 <p class="note">Research use only; not a medical device. Numbers are out-of-fold: every score was produced by a
 model that never saw that patient.</p>
 <h2>Protocol</h2><p>{proto}</p>
 <p>Mode <b>{html.escape(str(cfg['mode']))}</b>: backbone <code>{html.escape(str(cfg['backbone']))}</code>,
 pseudocolour <code>{html.escape(str(cfg['pseudocolor']))}</code>, ROI context {cfg['context']},
-segmentation {'on' if cfg['segment'] else 'off'}, PCA components requested {cfg['head']['n_components']},
-SVM C={cfg['head']['C']}, gamma={html.escape(str(cfg['head']['gamma']))}.</p>
+segmentation {'on' if cfg['segment'] else 'off'}; head: {html.escape(_head_text(cfg))}.</p>
 <h2>Metrics (mean over repeats of pooled out-of-fold predictions)</h2>
 <table><tr><th>metric</th><th>mean</th><th>sd over repeats</th><th>95 % CI (patient bootstrap)</th><th>range over repeats</th></tr>{rows}</table>
-<img src="roc.png" alt="ROC curves"><img src="confusion.png" alt="confusion matrix">
+<div class="figs"><img src="roc.png" alt="ROC curves"><img src="confusion.png" alt="confusion matrix"></div>
 {gradcam_html}
 {skipped_html}
 <h2>Reproduce</h2><p><code>{html.escape(str(metrics.get('command')))}</code></p>
 <p>Versions: {html.escape(', '.join(f'{k} {v}' for k, v in metrics.get('versions', {}).items()))}</p>
-</body></html>
 """
-    out = run_dir / "report.html"
-    out.write_text(doc, encoding="utf-8")
-    return out
+    return write_page(run_dir / "report.html", title, body)
 
 
 _GROUP_NAMES = {"TP": "true positive", "FP": "false positive", "FN": "false negative", "TN": "true negative"}

@@ -10,7 +10,6 @@ complete, so an interrupted run never leaves a half folder.
 from __future__ import annotations
 
 import logging
-import math
 import platform
 import sys
 from collections.abc import Sequence
@@ -21,13 +20,14 @@ from typing import Any
 import numpy as np
 
 from mammocadx import __version__
-from mammocadx.datasets.records import LesionRecord
+from mammocadx.records import LesionRecord
 from mammocadx.evaluate.crossval import CVResult, run_splits
 from mammocadx.evaluate.metrics import METRICS
 from mammocadx.evaluate.plots import plot_confusion, plot_roc
-from mammocadx.io.atomic import atomic_directory, atomic_write_csv, atomic_write_json
+from mammocadx.io.atomic import atomic_directory, atomic_write_csv, atomic_write_json, json_data
 from mammocadx.evaluate.splits import grouped_kfold, official_split
-from mammocadx.model.cadx import CADx, FeatureSet
+from mammocadx.features.featurizer import FeatureSet
+from mammocadx.model.cadx import CADx
 
 log = logging.getLogger(__name__)
 
@@ -81,20 +81,6 @@ def evaluate(
     return Evaluation(result=result, features=fs, cadx=cadx, dataset=dataset)
 
 
-def _clean(value: Any) -> Any:
-    """JSON-safe: NaN -> None, numpy scalars -> Python."""
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        v = float(value)
-        return None if math.isnan(v) else v
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
-
-
 def metrics_dict(ev: Evaluation, command: str | None = None) -> dict[str, Any]:
     """The content of ``metrics.json``."""
     from mammocadx.evaluate.bootstrap import bootstrap_ci, cv_arrays
@@ -132,7 +118,7 @@ def metrics_dict(ev: Evaluation, command: str | None = None) -> dict[str, Any]:
         "backbone": {"name": ev.cadx.config.backbone,
                      "weights_sha256": getattr(ev.cadx.extractor, "weights_sha256", None)},
     }
-    return _clean(out)
+    return json_data(out)
 
 
 def write_run(ev: Evaluation, out_dir: str | Path, command: str | None = None, title: str | None = None,
@@ -157,7 +143,7 @@ def write_run(ev: Evaluation, out_dir: str | Path, command: str | None = None, t
                                       deletion_lesions=deletion_lesions, seed=int(ev.result.protocol.get("seed", 0)))
             for entry in expl["gallery"]:
                 entry["files"] = [str(Path(f).relative_to(tmp)) for f in entry["files"]]
-            metrics["gradcam"] = _clean(expl)
+            metrics["gradcam"] = json_data(expl)
         atomic_write_json(tmp / "metrics.json", metrics)
         _write_predictions(ev, tmp / "predictions.csv")
         if ev.features.skipped:

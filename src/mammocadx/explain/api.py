@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from mammocadx.datasets.records import LesionRecord, Roi
+from mammocadx.records import LesionRecord, Roi
 from mammocadx.errors import MammocadxError, ModelError
 from mammocadx.explain.deletion import deletion_check
 from mammocadx.explain.figures import save_explanation
@@ -17,7 +17,22 @@ from mammocadx.io.images import ImageData, read_image
 
 log = logging.getLogger(__name__)
 
-__all__ = ["deletion_for_records", "explain_lesion", "explain_prediction", "explain_records", "model_backbone"]
+__all__ = ["deletion_for_records", "explain_lesion", "explain_prediction", "explain_records", "explained_parts",
+           "model_backbone"]
+
+
+def explained_parts(cadx: Any) -> tuple[Any, Any]:
+    """``(backbone, head)`` whose score Grad-CAM explains for this CADx.
+
+    Frozen-feature modes: the ImageNet backbone and the fitted head. A fine-tuned
+    network (:class:`~mammocadx.model.finetune.FineTuneHead`): the network itself and
+    its binary linear layer, so the map explains the fine-tuned malignancy logit
+    (of the ROI as given; the prediction averages it over 8 flips/rotations).
+    """
+    head = cadx.head_
+    if hasattr(head, "as_backbone") and hasattr(head, "linear_head"):
+        return head.as_backbone("fine-tuned"), head.linear_head()
+    return model_backbone(cadx), head
 
 
 def model_backbone(cadx: Any) -> Any:
@@ -57,10 +72,10 @@ def explain_lesion(
     """
     if getattr(cadx, "head_", None) is None:
         raise ModelError("this CADx is not fitted: nothing to explain")
-    backbone = model_backbone(cadx)
+    backbone, head = explained_parts(cadx)
     img = image if isinstance(image, ImageData) else read_image(image)
     pred = cadx.predict(img, roi, view, laterality)
-    expl = explain_roi(backbone, cadx.head_, pred.roi_rgb)
+    expl = explain_roi(backbone, head, pred.roi_rgb)
     expl.meta.update({"prediction_score": float(pred.score), "crop": tuple(pred.crop)})
     if abs(expl.score - pred.score) > 1e-3 * max(1.0, abs(pred.score)):
         log.info("explanation score %.5f (fp32 CNN) vs prediction %.5f (extractor precision)", expl.score, pred.score)
@@ -105,7 +120,7 @@ def explain_records(
     for r in records:
         try:
             img = read_image(r.image_path)
-            grey, _crop = cadx.roi_image(img, r.roi, r.view, r.laterality)
+            grey, _crop = cadx.featurizer.roi_image(img, r.roi, r.view, r.laterality)
         except MammocadxError as exc:
             log.warning("skipped %s: %s", r.sample_id, exc)
             skipped.append((r, str(exc)))
@@ -115,7 +130,7 @@ def explain_records(
     if not greys:
         return [], np.zeros((0, 0, 0), np.float32), kept, skipped
     rois = np.stack(greys).astype(np.float32)
-    return _explain_cached(cadx, cadx.colorize(rois), batch_size), rois, kept, skipped
+    return _explain_cached(cadx, cadx.featurizer.colorize(rois), batch_size), rois, kept, skipped
 
 
 def _explain_cached(cadx: Any, rgb: np.ndarray, batch_size: int) -> list[Explanation]:
@@ -123,8 +138,10 @@ def _explain_cached(cadx: Any, rgb: np.ndarray, batch_size: int) -> list[Explana
     extractor = cadx.extractor
     cache = getattr(extractor, "cache", None)
     want = (getattr(cadx, "card", None) or {}).get("backbone", {}).get("weights_sha256")
-    if cache is None or (want and want != extractor.weights_sha256):
-        return explain_rois(model_backbone(cadx), cadx.head_, rgb, batch_size=batch_size)
+    if cache is None or (want and want != extractor.weights_sha256) or hasattr(cadx.head_, "as_backbone"):
+        # Not cached: no cache, another backbone, or a fine-tuned network (one per fit; hashing it costs more
+        # than explaining the few gallery lesions).
+        return explain_rois(*explained_parts(cadx), rgb, batch_size=batch_size)
     from mammocadx.explain.cache import ExplanationCache, head_digest
 
     store = ExplanationCache(cache.root)
@@ -160,8 +177,8 @@ def deletion_for_records(
     if not ex:
         raise ModelError(f"no lesion could be explained ({len(skipped)} skipped)")
     res = deletion_check(
-        model_backbone(cadx), cadx.head_, rois, ex, ids=[r.sample_id for r in kept],
-        render=cadx.colorize, steps=steps, seeds=seeds, fill=fill, towards=towards, threshold=float(cadx.threshold),
+        *explained_parts(cadx), rois, ex, ids=[r.sample_id for r in kept],
+        render=cadx.featurizer.colorize, steps=steps, seeds=seeds, fill=fill, towards=towards, threshold=float(cadx.threshold),
     )
     res["protocol"]["pseudocolor"] = cadx.config.pseudocolor
     for p, r in zip(res["per_image"], kept):

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from mammocadx.explain.gradcam import Explanation
-from mammocadx.features.cache import EXPLANATIONS_DIR, array_digest, atomic_write_bytes
+from mammocadx.features.cache import EXPLANATIONS_DIR, array_digest, write_cache_file
 from mammocadx.utils.versions import dist_version
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,6 @@ class ExplanationCache:
         np.savez(buf, **{k: np.asarray(getattr(expl, k)) for k in _ARRAYS}, score=np.float64(expl.score),
                  target_layer=np.str_(expl.target_layer), meta=np.str_(json.dumps(expl.meta, default=str)))
         try:
-            atomic_write_bytes(self._path(key), buf.getvalue())
+            write_cache_file(self._path(key), buf.getvalue())
         except OSError as exc:
             log.warning("explanation cache: cannot write %s (%s)", self._path(key), exc)

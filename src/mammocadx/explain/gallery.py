@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from mammocadx.datasets.records import LesionRecord
+from mammocadx.records import LesionRecord
 from mammocadx.explain.api import explain_records
 from mammocadx.explain.figures import safe_id, save_explanation
 from mammocadx.io.images import read_image
@@ -70,9 +70,9 @@ def write_gallery(
             continue
         e, k = by_id[r.sample_id]
         img = read_image(r.image_path)
-        _, crop = cadx.roi_image(img, r.roi, r.view, r.laterality)
+        _, crop = cadx.featurizer.roi_image(img, r.roi, r.view, r.laterality)
         files = save_explanation(
-            out, f"{g}_{safe_id(r.sample_id)}", e, rois[k], cadx.colorize(rois[k]), image=img.pixels, crop=crop,
+            out, f"{g}_{safe_id(r.sample_id)}", e, rois[k], cadx.featurizer.colorize(rois[k]), image=img.pixels, crop=crop,
             threshold=float(cadx.threshold), show=show, extra={"group": g, "label": r.label_name},
         )
         entries.append({"group": g, "sample_id": r.sample_id, "label": r.label_name, "score": e.score, "files": files})

@@ -11,7 +11,7 @@ from typing import Any
 
 _WHERE = {
     "Backbone": "backbones", "available_backbones": "backbones", "load_backbone": "backbones",
-    "DeepFeatures": "extract", "FeatureExtractor": "extract", "Pseudocolor": "extract",
+    "FeatureExtractor": "extract", "FeatureSet": "featurizer", "LesionFeaturizer": "featurizer",
 }
 
 __all__ = sorted(_WHERE)

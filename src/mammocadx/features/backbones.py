@@ -18,7 +18,6 @@ did not.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
 import logging
 import re
@@ -34,6 +33,7 @@ if TYPE_CHECKING:  # torch is imported where it is used: a run served from the f
     import torch
 
 from mammocadx.errors import BackboneError
+from mammocadx.utils.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -198,15 +198,6 @@ class Backbone(BackboneSpec):
 
 
 # --------------------------------------------------------------------------- weights files
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
 
 def _packaged_path(spec: PackagedWeights, name: str) -> Path:
     try:

@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,9 +35,13 @@ from typing import Any
 
 import numpy as np
 
+from mammocadx.io.atomic import atomic_write_bytes
+from mammocadx.utils.system import CACHE_ENV_VAR
+from mammocadx.utils.system import default_cache_dir as system_cache_dir
+
 log = logging.getLogger(__name__)
 
-ENV_VAR = "MAMMOCADX_CACHE_DIR"
+ENV_VAR = CACHE_ENV_VAR
 _LAYOUT = "v1"
 #: Sub-folder of the cache root that holds Grad-CAM explanations (:mod:`mammocadx.explain.cache`).
 EXPLANATIONS_DIR = "explanations-v1"
@@ -46,11 +49,8 @@ _TMP_PREFIX = ".tmp-"
 
 
 def default_cache_dir() -> Path:
-    """``$MAMMOCADX_CACHE_DIR`` if set, else ``~/.cache/mammocadx/features``."""
-    env = os.environ.get(ENV_VAR)
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "mammocadx" / "features"
+    """``$MAMMOCADX_CACHE_DIR`` if set, else ``~/.cache/mammocadx/features`` (:func:`mammocadx.utils.system.default_cache_dir`)."""
+    return system_cache_dir("features")
 
 
 def array_digest(array: np.ndarray) -> str:
@@ -73,8 +73,8 @@ def entry_key(roi_digest: str, context_hash: str) -> str:
     return hashlib.sha256(f"{context_hash}:{roi_digest}".encode()).hexdigest()
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temporary file in the same folder, then ``os.replace``.
+def write_cache_file(path: Path, data: bytes) -> None:
+    """Write one cache file atomically (its folder created first); see :func:`mammocadx.io.atomic.atomic_write_bytes`.
 
     Raises
     ------
@@ -82,17 +82,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         If the folder cannot be created or written.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_TMP_PREFIX)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write_bytes(path, data)
 
 
 @dataclass(frozen=True)
@@ -159,7 +149,7 @@ class FeatureCache:
         buf = io.BytesIO()
         np.save(buf, np.ascontiguousarray(vector, dtype=np.float32).ravel(), allow_pickle=False)
         try:
-            atomic_write_bytes(path, buf.getvalue())
+            write_cache_file(path, buf.getvalue())
         except OSError as exc:
             log.warning("feature cache: cannot write %s (%s); going on without caching it", path, exc)
 

@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
 
 from mammocadx import __version__
 from mammocadx.features.backbones import (
@@ -53,9 +52,9 @@ from mammocadx.features.backbones import (
 from mammocadx.features.cache import (
     FeatureCache,
     array_digest,
-    atomic_write_bytes,
     context_digest,
     entry_key,
+    write_cache_file,
 )
 from mammocadx.utils.system import available_cpus
 from mammocadx.utils.versions import dist_version
@@ -264,7 +263,7 @@ class _OrtRunner(_Runner):
         data = export_pooled_onnx(backbone.model, backbone.input_size, backbone.name)
         if self.path is not None:
             try:
-                atomic_write_bytes(self.path, data)
+                write_cache_file(self.path, data)
             except OSError as exc:
                 log.warning("cannot keep the ONNX export in %s (%s)", self.path, exc)
         log.info("%s exported to ONNX (%.1f MB)%s", backbone.name, len(data) / 1e6,
@@ -294,7 +293,7 @@ class _OrtRunner(_Runner):
             return
         doc = {**self._verification_record(), "min_cosine": min_cosine, "rois": n}
         try:
-            atomic_write_bytes(self.path.with_suffix(".verified.json"), json.dumps(doc, indent=2).encode())
+            write_cache_file(self.path.with_suffix(".verified.json"), json.dumps(doc, indent=2).encode())
         except OSError as exc:
             log.debug("cannot record the verification of %s (%s)", self.path, exc)
 
@@ -661,77 +660,3 @@ def stack_batches(items: Iterable[np.ndarray], batch_size: int) -> Iterator[np.n
             buf = []
     if buf:
         yield np.stack(buf)
-
-
-# --------------------------------------------------------------------------- sklearn
-
-class Pseudocolor(TransformerMixin, BaseEstimator):
-    """scikit-learn transformer: grey ROIs ``(N, H, W)`` -> pseudocolour RGB ``(N, H, W, 3)`` float32 [0, 1].
-
-    Parameters
-    ----------
-    mode : {"sine", "grey"}
-        Pseudocolour of :func:`mammocadx.preprocess.pseudocolor.pseudocolor`.
-        Float input in [0, 1] is windowed to 8 bit first (rounded), as in the pipeline.
-    """
-
-    def __init__(self, mode: str = "sine"):
-        self.mode = mode
-
-    def fit(self, X: np.ndarray, y: Any = None) -> Pseudocolor:
-        """Nothing to learn; returns self."""
-        return self
-
-    def transform(self, X: np.ndarray) -> np.ndarray:
-        from mammocadx.io.images import to_uint8
-        from mammocadx.preprocess.pseudocolor import pseudocolor
-
-        X = np.asarray(X)
-        if X.ndim != 3:
-            raise ValueError(f"expected grey ROIs (N, H, W), got shape {X.shape}")
-        u8 = X if X.dtype == np.uint8 else to_uint8(X)
-        return pseudocolor(u8, self.mode)
-
-
-class DeepFeatures(TransformerMixin, BaseEstimator):
-    """scikit-learn transformer: RGB ROIs ``(N, S, S, 3)`` -> CNN features ``(N, D)``.
-
-    The backbone is frozen, so :meth:`fit` learns nothing; the network is loaded
-    lazily and shared across clones within a process (cross-validation is cheap).
-    Parameters are those of :class:`FeatureExtractor`.
-    """
-
-    def __init__(self, backbone: str = DEFAULT_BACKBONE, weights: str | Path | None = None, batch_size: int = 32,
-                 precision: str = "auto", engine: str = "auto", cache_dir: str | Path | None | bool = None,
-                 progress: bool = False):
-        self.backbone = backbone
-        self.weights = weights
-        self.batch_size = batch_size
-        self.precision = precision
-        self.engine = engine
-        self.cache_dir = cache_dir
-        self.progress = progress
-
-    def _extractor(self) -> FeatureExtractor:
-        ext = self.__dict__.get("_ext")
-        params = (self.backbone, self.weights, self.batch_size, self.precision, self.engine, self.cache_dir,
-                  self.progress)
-        if ext is None or self.__dict__.get("_ext_params") != params:
-            cache_dir = False if self.cache_dir is False else self.cache_dir
-            ext = FeatureExtractor(self.backbone, self.weights, self.batch_size, self.precision,  # type: ignore[arg-type]
-                                   cache_dir, self.progress, self.engine)  # type: ignore[arg-type]
-            self.__dict__["_ext"], self.__dict__["_ext_params"] = ext, params
-        return ext
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state.pop("_ext", None)
-        state.pop("_ext_params", None)
-        return state
-
-    def fit(self, X: np.ndarray, y: Any = None) -> DeepFeatures:
-        """Nothing to learn (frozen ImageNet network); returns self."""
-        return self
-
-    def transform(self, X: np.ndarray) -> np.ndarray:
-        return self._extractor().transform(np.asarray(X))

@@ -12,7 +12,7 @@ A *source key* names the same vector without decoding anything:
 - every preprocessing parameter the caller names (segmentation, CLAHE, context,
   ROI size, pseudocolour);
 - a digest of the *source code* of the reading and preprocessing modules
-  (:mod:`mammocadx.io`, :mod:`mammocadx.preprocess`, :mod:`mammocadx.datasets.records`)
+  (:mod:`mammocadx.io`, :mod:`mammocadx.preprocess`, :mod:`mammocadx.records`)
   and the versions of the decoding and image libraries, so that a change to how
   pixels are made can never serve an old vector;
 - the extractor's own context (backbone, weights hash, engine, versions).
@@ -29,7 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from mammocadx.features.backbones import sha256_file
+from mammocadx.utils.hashing import sha256_file
 from mammocadx.utils.versions import dist_version
 
 #: Libraries whose behaviour shapes the ROI pixels.
@@ -39,7 +39,7 @@ PIXEL_LIBRARIES = ("numpy", "scipy", "opencv-python-headless", "opencv-python", 
 
 _PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # src/mammocadx
 #: Parts of the package whose code turns a file into ROI pixels.
-PIXEL_CODE = ("io", "preprocess", "datasets/records.py")
+PIXEL_CODE = ("io", "preprocess", "records.py")
 
 
 @lru_cache(maxsize=1)
@@ -87,7 +87,7 @@ def source_digest(image_path: str | os.PathLike[str], roi: Any, view: str | None
     image_path : path
         The image file (hashed by content).
     roi : Roi
-        :class:`~mammocadx.datasets.records.Roi` (its mask file, if any, is hashed by content).
+        :class:`~mammocadx.records.Roi` (its mask file, if any, is hashed by content).
     view, laterality : str or None
         As in the lesion record.
     params : mapping

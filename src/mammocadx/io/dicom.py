@@ -20,7 +20,7 @@ in this order:
    output is always "bright = dense".
 
 The result is float32 in [0, 1]. What was done is recorded in
-:attr:`ImageData.meta <mammocadx.io.images.ImageData.meta>` (keys listed in
+:attr:`ImageData.meta <mammocadx.records.ImageData.meta>` (keys listed in
 :func:`read_dicom`).
 
 Before a single pixel is decoded the header is read alone
@@ -47,7 +47,8 @@ from typing import Any
 import numpy as np
 
 from mammocadx.errors import DicomError
-from mammocadx.io.images import MAX_PIXELS, ImageData
+from mammocadx.io.limits import MAX_PIXELS
+from mammocadx.records import ImageData
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -16,12 +15,11 @@ from typing import Any
 import numpy as np
 
 from mammocadx.errors import ImageReadError
+from mammocadx.io.limits import MAX_PIXELS
+from mammocadx.records import ImageData, to_uint8  # noqa: F401  (to_uint8 re-exported: io.images.to_uint8)
 
 log = logging.getLogger(__name__)
 
-#: Refuse images above this many pixels (a decompression-bomb guard). A full-field
-#: digital mammogram is at most about 4096 x 5928 = 24 Mpx.
-MAX_PIXELS = 80_000_000
 
 _MAGIC = {
     b"\x89PNG\r\n\x1a\n": "png",
@@ -36,44 +34,6 @@ _MAGIC = {
 }
 
 
-@dataclass
-class ImageData:
-    """A greyscale image and what is known about where it came from.
-
-    Attributes
-    ----------
-    pixels : numpy.ndarray
-        2-D float32 array in [0, 1]; 0 is black (no attenuation) after any
-        MONOCHROME1 inversion, so bright means dense tissue for every source.
-    source : Path
-        The file read.
-    format : str
-        ``png``, ``jpeg``, ``tiff``, ``pgm``, ``bmp`` or ``dicom``.
-    bit_depth : int
-        Bits per sample stored in the file (8, 12, 16 ...).
-    meta : dict
-        Format-specific facts (DICOM laterality, view, windowing applied, flips ...).
-    """
-
-    pixels: np.ndarray
-    source: Path
-    format: str
-    bit_depth: int
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """(rows, columns)."""
-        return int(self.pixels.shape[0]), int(self.pixels.shape[1])
-
-    def to_uint8(self) -> np.ndarray:
-        """The pixels windowed to 8 bit (0..255), as the paper's equations expect."""
-        return to_uint8(self.pixels)
-
-
-def to_uint8(pixels: np.ndarray) -> np.ndarray:
-    """Map float pixels in [0, 1] to uint8 0..255 with rounding (values outside are clipped)."""
-    return np.clip(np.rint(np.asarray(pixels, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
 
 
 def sniff_format(path: Path) -> str:

@@ -59,6 +59,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from mammocadx.errors import ModelError
 from mammocadx.preprocess.pseudocolor import pseudocolor
+from mammocadx.records import to_uint8
 
 if TYPE_CHECKING:
     import torch
@@ -67,8 +68,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Side of the cut ROI relative to the network's input (room for shifted / scaled training crops).
-ROI_MARGIN = 1.25
+#: Side of the ROI rows relative to the network's input. 1: the rows are the very ROIs every other mode
+#: cuts (context 1.5 at the input size), so figures, Grad-CAM placement and the web page need nothing
+#: special; shifted and zoomed-out training views reflect at the border.
+ROI_MARGIN = 1.0
 
 
 def roi_side(input_size: int, margin: float = ROI_MARGIN) -> int:
@@ -98,28 +101,27 @@ class View:
 def render_view(grey: np.ndarray, view: View, input_size: int, margin: float, colour: str) -> np.ndarray:
     """Grey ROI ``(M, M)`` in [0, 1] -> the pseudocolour RGB ``(S, S, 3)`` float32 the network sees.
 
-    The central ``M / margin`` square is the ROI the frozen modes use (``scale=1``);
-    ``scale`` and ``dx, dy`` (fractions of that side) move and resize it.
+    The central ``M / margin`` square (the whole row at the default margin 1) is the ROI
+    the frozen modes use (``scale=1``); ``scale`` and ``dx, dy`` (fractions of that side)
+    zoom and move it, mirroring tissue beyond the row's border.
     """
     m = grey.shape[0]
-    side = min(m / margin * view.scale, m)
+    side = m / margin * view.scale
     cx = m / 2.0 + view.dx * m / margin
     cy = m / 2.0 + view.dy * m / margin
     half = side / 2.0
-    cx = min(max(cx, half), m - half)
-    cy = min(max(cy, half), m - half)
-    # Affine crop + resize in one step (sub-pixel exact, no second interpolation).
+    # Affine crop + resize in one step (no second interpolation); the identity view of a
+    # row already at the input size is an exact copy. Beyond the row: mirrored tissue.
     s = input_size / side
     mat = np.array([[s, 0.0, -(cx - half) * s], [0.0, s, -(cy - half) * s]], dtype=np.float64)
-    interp = cv2.INTER_AREA if side > input_size else cv2.INTER_LINEAR
+    interp = cv2.INTER_AREA if side > input_size * 1.01 else cv2.INTER_LINEAR
     crop = cv2.warpAffine(grey.astype(np.float32), mat, (input_size, input_size), flags=interp,
-                          borderMode=cv2.BORDER_REFLECT)
+                          borderMode=cv2.BORDER_REFLECT_101)
     crop = np.clip(crop, 0.0, 1.0)
     if view.gamma != 1.0:
         crop = crop ** view.gamma
     crop = dihedral(crop, view.flip)
-    u8 = np.round(crop * 255.0).astype(np.uint8)
-    return pseudocolor(u8, colour).astype(np.float32)
+    return pseudocolor(to_uint8(crop), colour).astype(np.float32)
 
 
 #: ONNX Runtime sessions of frozen network prefixes, by (backbone, freeze_through, input size); None = eager.
@@ -173,7 +175,8 @@ class FineTuneHead(ClassifierMixin, BaseEstimator):
     input_size : int
         Side of the network input (224 default, up to 320).
     margin : float
-        Side of the ROI rows relative to ``input_size`` (see :func:`roi_side`).
+        Side of the ROI rows relative to ``input_size`` (see :func:`roi_side`); 1 = the
+        rows are the usual ROIs at the input size.
     pseudocolor : {"grey", "sine"}
         Colour mapping of the grey crop (paper eqs. 1-4 for ``sine``).
     freeze_through : int
@@ -582,6 +585,10 @@ class FineTuneHead(ClassifierMixin, BaseEstimator):
             "trainable_parameters": int(sum(p.numel() for m in trainable for p in m.parameters())
                                         + sum(p.numel() for p in self.fc_.parameters())),
         }
+
+    def selection_record(self) -> dict[str, Any]:
+        """What fitting chose on the inner validation split (kept epoch, AUC per epoch, split sizes, timings)."""
+        return dict(getattr(self, "selection_", {}) or {})
 
     def _scores_from_cache(self, caches: list[Any], bf16: bool) -> np.ndarray:
         import torch

@@ -11,6 +11,7 @@ A saved model is a folder of four files and nothing else::
                         ``allow_pickle=False``: no object arrays, no code
       checksums.sha256  SHA-256 of the three files above, in ``sha256sum`` format
                         (``cd model && sha256sum -c checksums.sha256`` checks them)
+      network.safetensors  fine-tuned models only: the network's weights (hashed too)
 
 The card also records the hashes of ``head.json`` and ``arrays.npz`` (under
 ``files``), so a card printed in a paper or a report identifies the exact fitted
@@ -66,7 +67,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC, LinearSVC
 
 from mammocadx.errors import ModelError, ModelIntegrityError
-from mammocadx.io.atomic import atomic_directory
+from mammocadx.io.atomic import atomic_directory, json_data
+from mammocadx.utils.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +80,12 @@ CARD_FILE = "model.json"
 HEAD_FILE = "head.json"
 ARRAYS_FILE = "arrays.npz"
 CHECKSUMS_FILE = "checksums.sha256"
+#: Weights of a fine-tuned network (safetensors: a JSON header and raw little-endian tensors, no code),
+#: present only in models whose card says ``kind: finetune``.
+NETWORK_FILE = "network.safetensors"
 MODEL_FILES = (CARD_FILE, HEAD_FILE, ARRAYS_FILE, CHECKSUMS_FILE)
 HASHED_FILES = (CARD_FILE, HEAD_FILE, ARRAYS_FILE)
+OPTIONAL_FILES = (NETWORK_FILE,)
 
 #: The only classes a model may be rebuilt from (qualified name -> class).
 TRUSTED_ESTIMATORS: dict[str, type] = {
@@ -130,15 +136,6 @@ _N_PROBE = 8
 # ---------------------------------------------------------------------------
 # hashing
 # ---------------------------------------------------------------------------
-
-def sha256_file(path: str | PathLike[str], chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
 
 def model_fingerprint(path: str | PathLike[str]) -> str:
     """One SHA-256 that identifies what a saved model is: its card (less the creation time), head and arrays.
@@ -366,22 +363,11 @@ def validate_card(card: Mapping[str, Any]) -> None:
 
 
 def _jsonable(value: Any, where: str) -> Any:
-    """Card values as strict JSON: NumPy scalars/arrays to Python, NaN/inf to null, Paths to str."""
-    if value is None or isinstance(value, (bool, str, int)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, np.generic):
-        return _jsonable(value.item(), where)
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist(), where)
-    if isinstance(value, PathLike):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v, f"{where}.{k}") for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    raise ModelError(f"model card value {where} of type {type(value).__name__} is not JSON data")
+    """Card values as strict JSON (:func:`mammocadx.io.atomic.json_data`); other types are a ModelError."""
+    try:
+        return json_data(value)
+    except TypeError as exc:
+        raise ModelError(f"model card {where}: {exc}") from None
 
 
 def _version(dist: str) -> str | None:
@@ -432,11 +418,11 @@ def is_model_folder(path: str | PathLike[str]) -> bool:
     if not path.is_dir() or path.is_symlink():
         return False
     entries = {p.name for p in path.iterdir()}
-    return CHECKSUMS_FILE in entries and CARD_FILE in entries and entries <= set(MODEL_FILES)
+    return CHECKSUMS_FILE in entries and CARD_FILE in entries and entries <= set(MODEL_FILES) | set(OPTIONAL_FILES)
 
 
 def save_model(path: str | PathLike[str], head: Pipeline, card: Mapping[str, Any], *,
-               overwrite: bool = True) -> Path:
+               overwrite: bool = True, network: Mapping[str, np.ndarray] | None = None) -> Path:
     """Write a fitted head and its model card to a folder, atomically, without pickle.
 
     Parameters
@@ -461,6 +447,9 @@ def save_model(path: str | PathLike[str], head: Pipeline, card: Mapping[str, Any
         infinite metric values are written as ``null`` (JSON has no NaN).
     overwrite : bool, default True
         Replace an existing model folder.
+    network : mapping of str to ndarray, optional
+        Weights of a fine-tuned network (written as ``network.safetensors``, hashed
+        like the other files; read back with :func:`load_network`).
 
     Returns
     -------
@@ -521,12 +510,18 @@ def save_model(path: str | PathLike[str], head: Pipeline, card: Mapping[str, Any
     full["software"] = software_versions()
     full["files"] = {HEAD_FILE: hashlib.sha256(head_bytes).hexdigest(),
                      ARRAYS_FILE: hashlib.sha256(npz_bytes).hexdigest()}
-    card_bytes = (json.dumps(full, indent=2, allow_nan=False, ensure_ascii=False) + "\n").encode("utf-8")
+    contents = {HEAD_FILE: head_bytes, ARRAYS_FILE: npz_bytes}
+    if network is not None:
+        from safetensors.numpy import save as safetensors_bytes
 
-    contents = {CARD_FILE: card_bytes, HEAD_FILE: head_bytes, ARRAYS_FILE: npz_bytes}
-    checksums = "".join(f"{hashlib.sha256(contents[n]).hexdigest()}  {n}\n" for n in HASHED_FILES)
+        contents[NETWORK_FILE] = safetensors_bytes({k: np.ascontiguousarray(v) for k, v in network.items()})
+        full["files"][NETWORK_FILE] = hashlib.sha256(contents[NETWORK_FILE]).hexdigest()
+    card_bytes = (json.dumps(full, indent=2, allow_nan=False, ensure_ascii=False) + "\n").encode("utf-8")
+    contents[CARD_FILE] = card_bytes
+    names = [*HASHED_FILES, *(n for n in OPTIONAL_FILES if n in contents)]
+    checksums = "".join(f"{hashlib.sha256(contents[n]).hexdigest()}  {n}\n" for n in names)
     with atomic_directory(path) as tmp:
-        for name in HASHED_FILES:
+        for name in names:
             (tmp / name).write_bytes(contents[name])
         # Written last: a folder without it is never trusted by load_model.
         (tmp / CHECKSUMS_FILE).write_text(checksums, encoding="ascii")
@@ -542,10 +537,10 @@ def _read_checksums(path: Path) -> dict[str, str]:
     out: dict[str, str] = {}
     for line in text.splitlines():
         m = re.fullmatch(r"([0-9a-f]{64}) [ *](\S+)", line)
-        if not m or m.group(2) not in HASHED_FILES or m.group(2) in out:
+        if not m or m.group(2) not in HASHED_FILES + OPTIONAL_FILES or m.group(2) in out:
             raise ModelIntegrityError(f"{CHECKSUMS_FILE}: malformed line {line[:90]!r}", path)
         out[m.group(2)] = m.group(1)
-    if set(out) != set(HASHED_FILES):
+    if not set(HASHED_FILES) <= set(out):
         raise ModelIntegrityError(f"{CHECKSUMS_FILE} does not list {sorted(set(HASHED_FILES) - set(out))}", path)
     return out
 
@@ -644,7 +639,7 @@ def load_model(path: str | PathLike[str], *, expected_fingerprint: str | None = 
     if not path.is_dir():
         raise ModelError("not found or not a folder (a model is a folder written by 'mammocadx train --model-out DIR')", path)
     present = {p.name: p for p in path.iterdir()}
-    unknown = sorted(set(present) - set(MODEL_FILES))
+    unknown = sorted(set(present) - set(MODEL_FILES) - set(OPTIONAL_FILES))
     if unknown:
         raise ModelIntegrityError(
             f"unexpected entries {unknown[:5]} in the model folder; a model holds only "
@@ -660,6 +655,16 @@ def load_model(path: str | PathLike[str], *, expected_fingerprint: str | None = 
         raise ModelIntegrityError("model fingerprint differs from the expected one", path)
     sums = _read_checksums(path)
     blobs: dict[str, bytes] = {}
+    optional = [n for n in OPTIONAL_FILES if n in present or n in sums]
+    for name in optional:
+        if name not in present or name not in sums:
+            raise ModelIntegrityError(f"{name} is {'not listed in ' + CHECKSUMS_FILE if name in present else 'missing'}",
+                                      path)
+        if present[name].is_symlink() or not present[name].is_file():
+            raise ModelIntegrityError(f"{name} is a symbolic link or not a regular file; refused", path)
+        if sha256_file(present[name]) != sums[name]:
+            raise ModelIntegrityError(f"{name} does not match its SHA-256 in {CHECKSUMS_FILE} (corrupt or modified)",
+                                      path)
     for name in HASHED_FILES:
         data = (path / name).read_bytes()
         if hashlib.sha256(data).hexdigest() != sums[name]:
@@ -686,7 +691,8 @@ def load_model(path: str | PathLike[str], *, expected_fingerprint: str | None = 
     except ModelError as exc:
         raise ModelIntegrityError(f"{CARD_FILE}: {exc.reason}", path) from None
     files = card.get("files")
-    if not isinstance(files, dict) or any(files.get(n) != sums[n] for n in (HEAD_FILE, ARRAYS_FILE)):
+    if not isinstance(files, dict) or any(files.get(n) != sums[n] for n in (HEAD_FILE, ARRAYS_FILE, *optional)) \
+            or any(n in files and n not in optional for n in OPTIONAL_FILES):
         raise ModelIntegrityError(f"the hashes in {CARD_FILE} 'files' do not match {CHECKSUMS_FILE}", path)
 
     arrays = _load_arrays(path)
@@ -724,6 +730,35 @@ def load_model(path: str | PathLike[str], *, expected_fingerprint: str | None = 
     _self_check(head, arrays[probe["X"]], arrays[probe["decision"]], head_doc.get("sklearn_version"), path)
     log.debug("loaded model %s", path)
     return head, card
+
+
+def load_network(path: str | PathLike[str]) -> dict[str, np.ndarray]:
+    """The fine-tuned network's weights of a model folder, checked against ``checksums.sha256`` and the card.
+
+    Call after :func:`load_model` accepted the folder. safetensors holds a JSON
+    header and raw tensors, so reading it runs no code.
+
+    Raises
+    ------
+    ModelIntegrityError
+        The file is missing, differs from its recorded hash, or is not a valid safetensors file.
+    """
+    path = Path(path)
+    sums = _read_checksums(path)
+    file = path / NETWORK_FILE
+    if NETWORK_FILE not in sums or file.is_symlink() or not file.is_file():
+        raise ModelIntegrityError(f"the model has no {NETWORK_FILE} (a fine-tuned model needs its network)", path)
+    data = file.read_bytes()
+    if hashlib.sha256(data).hexdigest() != sums[NETWORK_FILE]:
+        raise ModelIntegrityError(f"{NETWORK_FILE} does not match its SHA-256 in {CHECKSUMS_FILE} "
+                                  "(corrupt or modified)", path)
+    from safetensors import SafetensorError
+    from safetensors.numpy import load as safetensors_load
+
+    try:
+        return dict(safetensors_load(data))
+    except (SafetensorError, ValueError) as exc:
+        raise ModelIntegrityError(f"{NETWORK_FILE} is not a valid safetensors file ({exc})", path) from None
 
 
 def _self_check(head: Pipeline, X: np.ndarray, expected: np.ndarray, saved_sklearn: Any, path: Path) -> None:

@@ -33,7 +33,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.filters import threshold_li
 
-from mammocadx.datasets.records import Roi
+from mammocadx.records import Roi
 from mammocadx.errors import RoiError
 
 log = logging.getLogger(__name__)

@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 
-from mammocadx.datasets.records import Roi
-from mammocadx.errors import ImageReadError, RoiError
+from mammocadx.records import Roi
+from mammocadx.errors import ConfigError, ImageReadError, RoiError
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +43,9 @@ class RoiConfig:
 
     def __post_init__(self) -> None:
         if self.size < 8:
-            raise ValueError(f"ROI size must be at least 8 pixels, got {self.size}")
+            raise ConfigError(f"ROI size must be at least 8 pixels, got {self.size}", stage="roi")
         if self.context < 1.0:
-            raise ValueError(f"ROI context must be >= 1 (1 = tight crop), got {self.context}")
+            raise ConfigError(f"ROI context must be >= 1 (1 = tight crop), got {self.context}", stage="roi")
 
 
 def load_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
@@ -103,20 +104,92 @@ def roi_square(roi: Roi, shape: tuple[int, int], config: RoiConfig, mask: np.nda
     return float(cx), float(cy), float(side)
 
 
+class RoiGeometry(NamedTuple):
+    """Where a square ROI lies on its image: centre ``(cx, cy)`` and ``side`` in image pixels.
+
+    The one definition of the crop and its inverse: :meth:`crop` cuts the
+    ``n x n`` square of image pixels starting at ``x0 = round(cx - side/2)``,
+    ``y0 = round(cy - side/2)`` with ``n = max(round(side), 1)`` (zero-padded
+    where it leaves the image) and resizes it to ``S x S``; :meth:`place` puts an
+    ``S x S`` map back at the same place on the full image; :meth:`to_roi` brings
+    an image-resolution map (e.g. a lesion mask) into ROI coordinates.
+    A plain tuple ``(cx, cy, side)`` too.
+    """
+
+    cx: float
+    cy: float
+    side: float
+
+    def box(self) -> tuple[int, int, int]:
+        """``(x0, y0, n)``: top-left image pixel and side of the square :meth:`crop` cuts."""
+        cx, cy, side = (float(v) for v in self)
+        if not np.isfinite([cx, cy, side]).all() or side <= 0:
+            raise RoiError(f"invalid ROI crop (cx, cy, side) = {tuple(self)}")
+        half = side / 2.0
+        return round(cx - half), round(cy - half), max(round(side), 1)
+
+    def crop(self, pixels: np.ndarray, out_size: int) -> np.ndarray:
+        """The square of ``pixels`` (2-D, [0, 1]), zero-padded at borders, resized to ``out_size`` (float32)."""
+        rows, cols = pixels.shape
+        x0, y0, n = self.box()
+        x1, y1 = x0 + n, y0 + n
+        crop = np.zeros((n, n), dtype=np.float32)
+        sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x1, cols), min(y1, rows)
+        if sx1 > sx0 and sy1 > sy0:
+            crop[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = pixels[sy0:sy1, sx0:sx1]
+        interp = cv2.INTER_AREA if n > out_size else cv2.INTER_CUBIC
+        out = cv2.resize(crop, (out_size, out_size), interpolation=interp)
+        return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+    def place(self, roi_map: np.ndarray, image_shape: tuple[int, int], fill: float = 0.0) -> np.ndarray:
+        """Put an ``(S, S)`` ROI-resolution map back on an image of ``image_shape`` (inverse of :meth:`crop`).
+
+        Bilinear (area when shrinking) resize to the crop's side, pasted where
+        :meth:`crop` cut it; ``fill`` elsewhere (``numpy.nan`` to mark "not explained").
+        """
+        cam = np.asarray(roi_map, np.float32)
+        if cam.ndim != 2 or cam.shape[0] != cam.shape[1]:
+            raise RoiError(f"expected a square 2-D map, got shape {cam.shape}")
+        rows, cols = int(image_shape[0]), int(image_shape[1])
+        x0, y0, n = self.box()
+        interp = cv2.INTER_AREA if n < cam.shape[0] else cv2.INTER_LINEAR
+        big = cv2.resize(cam, (n, n), interpolation=interp)
+        out = np.full((rows, cols), fill, dtype=np.float32)
+        sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + n, cols), min(y0 + n, rows)
+        if sx1 > sx0 and sy1 > sy0:
+            out[sy0:sy1, sx0:sx1] = big[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0]
+        return out
+
+    def to_roi(self, image_map: np.ndarray, size: int) -> np.ndarray:
+        """An image-resolution map in ROI coordinates, as :meth:`crop` cuts pixels (threshold at 0.5 for a mask)."""
+        return self.crop(np.asarray(image_map, np.float32), size)
+
+
 def crop_square(pixels: np.ndarray, cx: float, cy: float, side: float, out_size: int) -> np.ndarray:
     """Crop a ``side``-pixel square centred on (cx, cy), zero-padded at borders, resized to ``out_size``."""
-    rows, cols = pixels.shape
-    half = side / 2.0
-    x0, y0 = int(round(cx - half)), int(round(cy - half))
-    n = max(int(round(side)), 1)
-    x1, y1 = x0 + n, y0 + n
-    crop = np.zeros((n, n), dtype=np.float32)
-    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x1, cols), min(y1, rows)
-    if sx1 > sx0 and sy1 > sy0:
-        crop[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = pixels[sy0:sy1, sx0:sx1]
-    interp = cv2.INTER_AREA if n > out_size else cv2.INTER_CUBIC
-    out = cv2.resize(crop, (out_size, out_size), interpolation=interp)
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
+    return RoiGeometry(cx, cy, side).crop(pixels, out_size)
+
+
+def roi_geometry(roi: Roi, shape: tuple[int, int], config: RoiConfig, breast_mask: np.ndarray | None = None,
+                 source: Path | None = None) -> RoiGeometry:
+    """Where the ROI of ``roi`` is cut on an image of ``shape`` (the lesion mask is read when ``roi`` has one).
+
+    Raises
+    ------
+    RoiError
+        If the lesion lies outside the image, its mask is empty or cannot be read (names ``source``).
+    """
+    try:
+        lesion_mask = None
+        if roi.mask_path is not None:
+            lesion_mask = load_mask(roi.mask_path, shape)
+        elif roi.kind == "none":
+            lesion_mask = breast_mask
+        return RoiGeometry(*roi_square(roi, shape, config, lesion_mask))
+    except RoiError as exc:
+        raise RoiError(exc.reason, source or exc.path) from exc
+    except ImageReadError as exc:
+        raise RoiError(f"cannot read the lesion mask ({exc})", source) from exc
 
 
 def extract_roi(
@@ -155,19 +228,9 @@ def extract_roi(
     """
     if pixels.ndim != 2:
         raise RoiError(f"expected a 2-D image, got shape {pixels.shape}", source)
-    try:
-        lesion_mask = None
-        if roi.mask_path is not None:
-            lesion_mask = load_mask(roi.mask_path, pixels.shape)
-        elif roi.kind == "none":
-            lesion_mask = breast_mask
-        cx, cy, side = roi_square(roi, pixels.shape, config, lesion_mask)
-    except RoiError as exc:
-        raise RoiError(exc.reason, source or exc.path) from exc
-    except ImageReadError as exc:
-        raise RoiError(f"cannot read the lesion mask ({exc})", source) from exc
+    geometry = roi_geometry(roi, pixels.shape, config, breast_mask, source)
     if breast_mask is not None:
         if breast_mask.shape != pixels.shape:
             raise RoiError(f"breast mask shape {breast_mask.shape} differs from image {pixels.shape}", source)
         pixels = np.where(breast_mask, pixels, 0.0).astype(np.float32)
-    return crop_square(pixels, cx, cy, side, config.size)
+    return geometry.crop(pixels, config.size)

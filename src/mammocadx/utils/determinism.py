@@ -22,8 +22,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from mammocadx.datasets.records import LesionRecord
+from mammocadx.records import LesionRecord
 from mammocadx.errors import DatasetError
+from mammocadx.utils.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +82,6 @@ def seed_everything(seed: int, *, torch_deterministic: bool = True) -> dict[str,
     return done
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def fingerprint_records(records: Iterable[LesionRecord],
                         content: Literal["sha256", "name"] = "sha256") -> str:
     """A stable SHA-256 of a set of lesion records: what a model was trained on.
@@ -138,7 +131,7 @@ def fingerprint_records(records: Iterable[LesionRecord],
         if path not in cache:
             try:
                 if content == "sha256":
-                    cache[path] = _file_sha256(path)
+                    cache[path] = sha256_file(path)
                 else:
                     cache[path] = f"{path.name}:{path.stat().st_size}"
             except OSError as exc:

@@ -141,13 +141,14 @@ class CADxPredictor:
         BackboneError, ModelError
             When the backbone's weights are unavailable or differ from the model card's.
         """
-        from mammocadx.explain.api import model_backbone
+        from mammocadx.explain.api import explained_parts
         from mammocadx.explain.gradcam import explain_roi
 
         with self._lock:
             if self._backbone is None:
-                self._backbone = model_backbone(self.cadx)
-            expl = explain_roi(self._backbone, self.cadx.head_, np.asarray(prediction.roi_rgb))
+                self._backbone = explained_parts(self.cadx)
+            backbone, head = self._backbone
+            expl = explain_roi(backbone, head, np.asarray(prediction.roi_rgb))
         heat = np.asarray(expl.cam, dtype=np.float32)
         grey = getattr(prediction, "roi_grey", None)
         if grey is None:
