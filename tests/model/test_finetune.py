@@ -103,3 +103,37 @@ def test_bad_settings_are_typed_errors() -> None:
         small_head().fit(X[:, :100], y, g)
     with pytest.raises(ModelError, match="both benign and malignant"):
         small_head().fit(X, np.zeros_like(y), g)
+
+
+def test_finetune_mode_fits_saves_loads_predicts_and_explains(cohort, tmp_path) -> None:
+    """The fine-tuned kind end to end: fit -> model folder (network.safetensors, no pickle) -> load -> predict -> Grad-CAM."""
+    from mammocadx.explain.api import explain_lesion
+    from mammocadx.model.cadx import CADx
+
+    cadx = CADx.from_mode("finetune", input_size=SIZE, epochs=1).fit(cohort, seed=0)
+    assert cadx.kind == "finetune" and cadx.card["head"]["network"]["params"]["input_size"] == SIZE
+    assert cadx.card["head"]["selection"]["n_inner_train"] + cadx.card["head"]["selection"]["n_inner_val"] == 24
+    folder = cadx.save(tmp_path / "model")
+    assert (folder / "network.safetensors").is_file()
+    loaded = CADx.load(folder)
+    assert loaded.threshold == pytest.approx(cadx.threshold)
+    for r in cohort[:3]:
+        a, b = cadx.predict(r.image_path, r.roi), loaded.predict(r.image_path, r.roi)
+        assert a.score == pytest.approx(b.score, abs=1e-5) and a.label == b.label
+        assert a.roi_grey.shape == (SIZE, SIZE)
+    ex, pred, _img = explain_lesion(loaded, cohort[1].image_path, cohort[1].roi)
+    assert ex.cam.shape == (SIZE, SIZE) and 0.0 <= ex.cam.min() and ex.cam.max() <= 1.0
+    # The explained score is the network's own logit of the un-flipped ROI (the prediction averages 8 views).
+    assert ex.score == pytest.approx(float(loaded.head_.linear_head().decision_function(ex.features[None])[0]), abs=1e-4)
+
+
+def test_tampered_network_is_refused(cohort, tmp_path) -> None:
+    from mammocadx.errors import ModelIntegrityError
+    from mammocadx.model.cadx import CADx
+
+    folder = CADx.from_mode("finetune", input_size=SIZE, epochs=1).fit(cohort).save(tmp_path / "model")
+    data = bytearray((folder / "network.safetensors").read_bytes())
+    data[-10] ^= 0xFF
+    (folder / "network.safetensors").write_bytes(bytes(data))
+    with pytest.raises(ModelIntegrityError, match="network.safetensors"):
+        CADx.load(folder)

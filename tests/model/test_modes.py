@@ -5,7 +5,6 @@ of each mode (config -> featurizer -> head -> model folder -> prediction -> head
 """
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
 
@@ -26,25 +25,6 @@ class PooledExtractor:
         return rgb.reshape(n, 4, 8, 4, 8, 3).mean(axis=(2, 4)).reshape(n, -1)
 
 
-@pytest.fixture(scope="module")
-def cohort(tmp_path_factory) -> list[LesionRecord]:
-    """24 tiny images: malignant lesions are brighter, with a blurred edge (12 patients per class)."""
-    root = tmp_path_factory.mktemp("cohort")
-    rng = np.random.default_rng(0)
-    records = []
-    for i in range(24):
-        label = i % 2
-        img = (rng.random((64, 64)) * 60 + 40).astype(np.float32)
-        cv2.circle(img, (32, 32), 9, 200.0 if label else 130.0, -1)
-        if label:
-            img = cv2.GaussianBlur(img, (5, 5), 0)
-        path = root / f"img{i:02d}.png"
-        cv2.imwrite(str(path), np.clip(img, 0, 255).astype(np.uint8))
-        records.append(LesionRecord(sample_id=f"s{i}", image_id=f"img{i:02d}", image_path=path,
-                                    patient_id=f"p{i}", label=label, roi=Roi(circle=(32.0, 32.0, 9.0))))
-    return records
-
-
 def _with_stand_in(cadx):
     cadx.featurizer._extractor = PooledExtractor()
     return cadx
@@ -61,8 +41,9 @@ def test_registry_declares_every_mode_with_a_known_kind():
         ModeSpec("x", "a mode of an unknown kind", kind="no-such-kind")
 
 
-@pytest.mark.parametrize("mode", sorted(MODES))
+@pytest.mark.parametrize("mode", sorted(m for m, spec in MODES.items() if spec.kind == "features+head"))
 def test_every_mode_fits_saves_loads_predicts_and_explains(mode, cohort, tmp_path):
+    """Every frozen-feature mode (the fine-tuned kind: tests/model/test_finetune.py, same cohort)."""
     from mammocadx.explain.head_gradient import decision_and_gradient
     from mammocadx.model.cadx import CADx
     from mammocadx.model.heads import HEADS

@@ -45,7 +45,10 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     """Pipeline options shared by evaluate, train and ablate."""
     g = p.add_argument_group("model")
     g.add_argument("--mode", default=None,
-                   help="'paper' (the paper's method) or 'best' (our better mode; see README) (default: paper)")
+                   help="'paper' (the paper's method), 'best' (frozen features + tuned logistic regression), "
+                        "'finetune' (the network fine-tuned on the ROIs: the recommended mode), or a research mode "
+                        "(paper-search, paper-grey, linear-svm) (default: paper for evaluate/compare, finetune for "
+                        "train)")
     g.add_argument("--backbone", default=None,
                    help="timm backbone (default: tf_efficientnet_lite0, ImageNet weights from its package)")
     g.add_argument("--weights", metavar="PATH", help="weight file for backbones without packaged weights (e.g. nasnetalarge)")
@@ -59,6 +62,11 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                    help="PCA components of the paper head (paper: 404), capped at n_train-1 when the training set is smaller")
     g.add_argument("--C", type=float, default=None, help="SVM C of the paper head (paper: 1)")
     g.add_argument("--gamma", default=None, help="SVM RBF gamma: 'auto' = 1/#features (paper), 'scale', or a number")
+    g.add_argument("--input-size", type=int, default=None, metavar="PX",
+                   help="finetune mode: network input side in pixels, 32-320 (default: 224)")
+    g.add_argument("--epochs", type=int, default=None,
+                   help="finetune mode: most training epochs; the one kept is chosen on an inner validation split "
+                        "of the training rows (default: the mode's)")
     g.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None,
                    help="CNN precision on CPU: bf16 where the CPU supports it and features agree with fp32 (default: auto)")
 
@@ -72,13 +80,17 @@ def dataset_options(args: argparse.Namespace) -> dict:
     return {}
 
 
-def build_cadx(args: argparse.Namespace):
-    """A CADx from the model options (``None`` = not given: settings are resolved once, by ``model.config.resolve``)."""
+def build_cadx(args: argparse.Namespace, default_mode: str | None = None):
+    """A CADx from the model options (``None`` = not given: settings are resolved once, by ``model.config.resolve``).
+
+    ``default_mode`` is the mode when ``--mode`` is not given (``None``: the paper's).
+    """
     from mammocadx.model.cadx import CADx
 
-    return CADx.from_mode(args.mode, backbone=args.backbone, weights=args.weights, pseudocolor=args.pseudocolor,
-                          context=args.context, segment=args.segment, precision=args.precision,
-                          n_components=args.n_components, C=args.C, gamma=args.gamma)
+    return CADx.from_mode(args.mode or default_mode, backbone=args.backbone, weights=args.weights,
+                          pseudocolor=args.pseudocolor, context=args.context, segment=args.segment,
+                          precision=args.precision, n_components=args.n_components, C=args.C, gamma=args.gamma,
+                          input_size=getattr(args, "input_size", None), epochs=getattr(args, "epochs", None))
 
 
 def command_line(argv: list[str] | None = None) -> str:

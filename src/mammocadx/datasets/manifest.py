@@ -20,6 +20,12 @@ The lesion (optional, at most one form per row, image pixels, x from the left, y
     a circle ``cx, cy, r``, or a ``mask_path`` (relative like ``path``).
     A row without any is "no location": the whole breast is used.
 
+``lesion_id``, ``exam_id`` (optional)
+    One lesion seen in several images (its CC and MLO views) shares a ``lesion_id``;
+    ``exam_id`` names the examination. Breast-level evaluation groups by ``lesion_id``,
+    else by patient + laterality (+ ``exam_id``): see
+    :func:`mammocadx.evaluate.calibration_report.breast_key`. Kept in ``extra``.
+
 Any other columns are kept in ``LesionRecord.extra``. Ids: ``image_id`` is
 the image's file stem (its relative path without suffix where stems collide)
 and ``sample_id`` is ``<image_id>_<row>``, ``row`` the 1-based data row.

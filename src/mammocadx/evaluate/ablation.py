@@ -238,9 +238,10 @@ def compare_modes(
     Grad-CAM gallery (TP/FP/FN/TN lesions, out-of-fold models) to the report.
     """
     from mammocadx.evaluate.bootstrap import bootstrap_ci, cv_arrays
+    from mammocadx.evaluate.calibration_report import POSTHOC_KEYS
     from mammocadx.evaluate.figures import fold_curves, plot_mean_rocs
     from mammocadx.evaluate.html_report import write_html_report
-    from mammocadx.evaluate.run import evaluate, metrics_dict, write_run
+    from mammocadx.evaluate.run import evaluate, write_run
     from mammocadx.evaluate.table4 import our_row, table4, write_table4
     from mammocadx.model.cadx import CADx
 
@@ -258,9 +259,9 @@ def compare_modes(
         ev = evaluate(cadx, records, protocol="kfold", folds=folds, repeats=repeats, seed=seed, dataset=dataset,
                       features=features[key])
         run_dir = write_run(ev, out / mode, command=command, gallery_per_group=gallery_per_group)
-        m = metrics_dict(ev, command)
+        m = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))  # metrics_dict(ev), as written
         gallery = list(gradcam or [])
-        saved = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8")).get("gradcam") or {}
+        saved = m.get("gradcam") or {}
         for entry in saved.get("gallery") or []:
             pngs = [f for f in entry.get("files", []) if str(f).endswith(".png")]
             if pngs:
@@ -277,7 +278,8 @@ def compare_modes(
         results["modes"][mode] = {"summary": m["summary"], "ci": {k: list(v) for k, v in ci.items()},
                                   "config": {k: v for k, v in m["config"].items() if not isinstance(v, dict)},
                                   "folds": m["folds"], "description": desc,
-                                  "roc_png": f"{mode}/roc.png", "confusion_png": f"{mode}/confusion.png"}
+                                  "roc_png": f"{mode}/roc.png", "confusion_png": f"{mode}/confusion.png",
+                                  "posthoc": {k: m[k] for k in POSTHOC_KEYS if k in m}}
         results.setdefault("protocol", m["protocol"])
         results.setdefault("versions", m["versions"])
         curves[mode] = fold_curves(ev.result.predictions, y)

@@ -111,29 +111,44 @@ def bootstrap_ci(
     if len(g) != n:
         raise EvaluationError(f"groups has {len(g)} entries for {n} lesions")
     s2, p2 = _as_2d(score, n, "score"), _as_2d(pred, n, "pred").astype(int)
-    patients, inverse = np.unique(g, return_inverse=True)
-    members = [np.flatnonzero(inverse == k) for k in range(len(patients))]
-    rng = np.random.default_rng(seed)
     out = np.full((n_boot, len(BOOT_METRICS)), np.nan)
     with warnings.catch_warnings():  # a metric undefined in every repeat of a replicate (e.g. no positive call)
         warnings.simplefilter("ignore", RuntimeWarning)
-        _fill(out, yy, s2, p2, members, rng, n_boot)
+        _fill(out, yy, s2, p2, g, seed, n_boot)
     return _intervals(out, level)
 
 
-def _fill(out: np.ndarray, yy: np.ndarray, s2: np.ndarray, p2: np.ndarray, members: list[np.ndarray],
-          rng: np.random.Generator, n_boot: int) -> None:
-    # Vectorised over replicates: a replicate that draws a patient k times is the original lesions
-    # weighted by k (for AUC too: duplicated pos/neg pairs are weighted pairs), so every metric is a
-    # weighted count. Same draws, same numbers as concatenating the drawn patients, ~50x faster.
-    n_pat = len(members)
-    patient_of = np.empty(len(yy), dtype=np.intp)
-    for k, idx in enumerate(members):
-        patient_of[idx] = k
+def patient_weights(groups: Sequence[Any], n_boot: int = 2000, seed: int = 0) -> np.ndarray:
+    """Lesion weights of every bootstrap replicate that resamples patients, shape (n_boot, n).
+
+    A replicate that draws a patient k times is the original lesions weighted by k,
+    so any metric that is a weighted count (accuracy, sensitivity at a fixed
+    specificity, AUC as weighted pairs, Brier score, coverage ...) is computed for
+    all replicates at once from these weights. The draws depend only on
+    ``groups``, ``n_boot`` and ``seed``: every metric of a run sees the same replicates.
+    """
+    _, patient_of = np.unique(np.asarray(groups), return_inverse=True)
+    n_pat = int(patient_of.max()) + 1 if len(patient_of) else 0
+    rng = np.random.default_rng(seed)
     pick = rng.integers(0, n_pat, (n_boot, n_pat))
     counts = np.zeros((n_boot, n_pat))
     np.add.at(counts, (np.arange(n_boot)[:, None], pick), 1.0)
-    w = counts[:, patient_of]  # (n_boot, n) lesion weights
+    return counts[:, patient_of]
+
+
+def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of replicate values, NaNs (metric undefined in a replicate) left out."""
+    col = np.asarray(values, dtype=float)
+    col = col[~np.isnan(col)]
+    alpha = (1.0 - level) / 2.0
+    return (float(np.quantile(col, alpha)), float(np.quantile(col, 1 - alpha))) if col.size else (np.nan, np.nan)
+
+
+def _fill(out: np.ndarray, yy: np.ndarray, s2: np.ndarray, p2: np.ndarray, groups: np.ndarray,
+          seed: int, n_boot: int) -> None:
+    # Vectorised over replicates through patient_weights: same draws, same numbers as
+    # concatenating the drawn patients, ~50x faster.
+    w = patient_weights(groups, n_boot, seed)  # (n_boot, n) lesion weights
     per_repeat = np.stack([_weighted_metrics(yy, s, p, w) for s, p in zip(s2, p2)])  # (repeats, n_boot, m)
     out[:] = per_repeat[0] if len(s2) == 1 else np.nanmean(per_repeat, axis=0)
 
@@ -143,12 +158,9 @@ def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.where(b > 0, a / np.where(b > 0, b, 1.0), np.nan)
 
 
-def _weighted_metrics(y: np.ndarray, s: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """BOOT_METRICS of every replicate: ``w`` (B, n) lesion weights; returns (B, len(BOOT_METRICS))."""
+def weighted_auc(y: np.ndarray, s: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Mann-Whitney AUC for every row of lesion weights ``w`` (B, n): weighted (pos, neg) pairs, ties half."""
     pos, neg = y == 1, y == 0
-    tp, fn = w @ ((p == 1) & pos), w @ ((p == 0) & pos)
-    fp, tn = w @ ((p == 1) & neg), w @ ((p == 0) & neg)
-    # weighted Mann-Whitney AUC: pairs (pos, neg) with the positive scored higher, ties counting half
     order = np.argsort(s, kind="stable")
     _, tie = np.unique(s[order], return_inverse=True)
     onehot = np.zeros((len(s), tie.max() + 1 if len(s) else 0))
@@ -156,19 +168,21 @@ def _weighted_metrics(y: np.ndarray, s: np.ndarray, p: np.ndarray, w: np.ndarray
     wo = w[:, order]
     wpos, wneg = (wo * pos[order]) @ onehot, (wo * neg[order]) @ onehot  # (B, tie groups)
     below = np.cumsum(wneg, axis=1) - wneg
-    auc = _ratio((wpos * (below + 0.5 * wneg)).sum(axis=1), (tp + fn) * (fp + tn))
+    return _ratio((wpos * (below + 0.5 * wneg)).sum(axis=1), wpos.sum(axis=1) * wneg.sum(axis=1))
+
+
+def _weighted_metrics(y: np.ndarray, s: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """BOOT_METRICS of every replicate: ``w`` (B, n) lesion weights; returns (B, len(BOOT_METRICS))."""
+    pos, neg = y == 1, y == 0
+    tp, fn = w @ ((p == 1) & pos), w @ ((p == 0) & pos)
+    fp, tn = w @ ((p == 1) & neg), w @ ((p == 0) & neg)
+    auc = weighted_auc(y, s, w)
     return np.stack([auc, _ratio(tp + tn, tp + tn + fp + fn), _ratio(tp, tp + fn), _ratio(tn, tn + fp),
                      _ratio(tp, tp + fp), _ratio(2 * tp, 2 * tp + fp + fn)], axis=1)
 
 
 def _intervals(out: np.ndarray, level: float) -> dict[str, tuple[float, float]]:
-    alpha = (1.0 - level) / 2.0
-    res: dict[str, tuple[float, float]] = {}
-    for j, m in enumerate(BOOT_METRICS):
-        col = out[:, j]
-        col = col[~np.isnan(col)]
-        res[m] = (float(np.quantile(col, alpha)), float(np.quantile(col, 1 - alpha))) if col.size else (np.nan, np.nan)
-    return res
+    return {m: percentile_interval(out[:, j], level) for j, m in enumerate(BOOT_METRICS)}
 
 
 def cv_arrays(predictions: Sequence[Any], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

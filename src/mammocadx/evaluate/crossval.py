@@ -55,6 +55,10 @@ class CVResult:
     fold_info: list[dict[str, Any]] = field(default_factory=list)
     #: Fitted heads kept by ``run_splits(keep_heads_of_repeat=r)``, by (repeat, fold); not serialised.
     heads: dict[tuple[int, int], Any] = field(default_factory=dict, repr=False, compare=False)
+    #: ``run_splits(inner_oof_folds=k)``: by (repeat, fold), the split's training rows and their inner
+    #: out-of-fold scores (what calibration, operating points and conformal sets are fitted on).
+    inner_oof: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False,
+                                                                             compare=False)
 
     def summary(self) -> dict[str, dict[str, float]]:
         """Each metric's mean, sd, min and max over repeats (pooled out-of-fold per repeat)."""
@@ -98,19 +102,41 @@ def _auto_jobs(first_fit_s: float, remaining: int) -> int:
     return min(cores, remaining)
 
 
+def inner_oof_scores(X: np.ndarray, y: np.ndarray, groups: np.ndarray, train: np.ndarray, head_factory: HeadFactory,
+                     folds: int = 5, seed: int = 0, forbidden: np.ndarray | None = None) -> np.ndarray:
+    """Inner out-of-fold decision values of the rows ``train`` (:func:`mammocadx.model.calibrate.inner_oof_scores`),
+    every inner head behind a :class:`FitGuard` that refuses the ``forbidden`` rows (the outer test fold)."""
+    from mammocadx.model.calibrate import inner_oof_scores as _oof
+
+    return _oof(X[train], y[train], groups[train], head_factory, folds=folds, seed=seed,
+                wrap=lambda head: FitGuard(head, forbidden=forbidden))
+
+
 def _fit_split(X: np.ndarray, y: np.ndarray, groups: np.ndarray, sp: Split, head_factory: HeadFactory,
-               threshold: float, keep: bool = False) -> tuple[np.ndarray, float, dict[str, Any], Any]:
-    """Fit one split's head on its training rows; its test scores, threshold, fold record and (if ``keep``) head."""
+               threshold: float, keep: bool = False, inner_folds: int = 0,
+               ) -> tuple[np.ndarray, float, dict[str, Any], Any, tuple[np.ndarray, np.ndarray] | None]:
+    """Fit one split's head on its training rows; its test scores, threshold, fold record, (if ``keep``) head,
+    and (if ``inner_folds``) ``(rows, scores)``: out-of-sample scores of training rows (inner out-of-fold)."""
     check_disjoint(groups, sp.train, sp.test)
     # FitGuard refuses a fit that contains any row of this split's test fold
     # (mammocadx.evaluate.leakage); heads whose fit takes ``groups`` get the
     # training patients so their inner folds are patient-grouped too.
-    head = FitGuard(head_factory(len(sp.train), X.shape[1]), forbidden=forbidden_rows(X, sp.train, sp.test))
+    forbidden = forbidden_rows(X, sp.train, sp.test)
+    head = FitGuard(head_factory(len(sp.train), X.shape[1]), forbidden=forbidden)
     # Heads are small (n < a few thousand): one BLAS thread is fastest, and multi-threaded
     # OpenBLAS was measured 100x slower on a busy 2-core machine (PCA of 95 x 1280: 2.5 s vs 20 ms).
     with threadpool_limits(limits=1, user_api="blas"):
         head.fit(X[sp.train], y[sp.train], groups=groups[sp.train])
         scores = np.asarray(head.decision_function(X[sp.test]), dtype=float)
+        fitted = head.estimator_
+        oof: tuple[np.ndarray, np.ndarray] | None = None
+        if inner_folds and hasattr(fitted, "val_scores_") and hasattr(fitted, "inner_split_"):
+            # A fine-tuned network holds out its own inner-validation rows (patients of the training rows):
+            # their scores are out-of-sample, so they stand in for inner CV (which would mean k more fine-tunings).
+            oof = (sp.train[fitted.inner_split_[1]], np.asarray(fitted.val_scores_, dtype=float))
+        elif inner_folds:
+            oof = (sp.train, inner_oof_scores(X, y, groups, sp.train, head_factory, inner_folds,
+                                              seed=1000 * sp.repeat + sp.fold, forbidden=forbidden))
     thr = float(getattr(head, "threshold_", threshold))
     info: dict[str, Any] = {"repeat": sp.repeat, "fold": sp.fold, "n_train": int(len(sp.train)),
                             "n_test": int(len(sp.test)), "threshold": thr}
@@ -122,7 +148,7 @@ def _fit_split(X: np.ndarray, y: np.ndarray, groups: np.ndarray, sp: Split, head
     record = head.selection_record() if hasattr(head, "selection_record") else {}
     if record:
         info["selection"] = record
-    return scores, thr, info, (head.estimator_ if keep else None)
+    return scores, thr, info, (head.estimator_ if keep else None), oof
 
 
 def run_splits(
@@ -135,6 +161,7 @@ def run_splits(
     protocol: dict[str, Any] | None = None,
     n_jobs: int | None = None,
     keep_heads_of_repeat: int | None = None,
+    inner_oof_folds: int = 0,
 ) -> CVResult:
     """Fit a fresh head on each split's training rows and score its test rows.
 
@@ -160,15 +187,19 @@ def run_splits(
     keep_heads_of_repeat : int, optional
         Keep the fitted heads of this repeat in ``CVResult.heads`` (the Grad-CAM
         gallery explains each lesion with the very head that scored it).
+    inner_oof_folds : int
+        When > 0, also score every split's training rows by inner patient-grouped
+        CV on those rows only (:func:`inner_oof_scores`), kept in ``CVResult.inner_oof``:
+        the honest data to fit calibration, operating points and conformal sets on.
     """
     X = np.asarray(X)
     y = np.asarray(y).astype(int)
     groups = np.asarray(groups)
-    fitted: list[tuple[np.ndarray, float, dict[str, Any], Any]] = []
+    fitted: list[tuple[np.ndarray, float, dict[str, Any], Any, np.ndarray | None]] = []
     if splits:
         t0 = time.perf_counter()
         fitted.append(_fit_split(X, y, groups, splits[0], head_factory, threshold,
-                                 splits[0].repeat == keep_heads_of_repeat))
+                                 splits[0].repeat == keep_heads_of_repeat, inner_oof_folds))
         jobs = _auto_jobs(time.perf_counter() - t0, len(splits) - 1) if n_jobs is None else max(1, int(n_jobs))
         rest = splits[1:]
         from mammocadx.utils.progress import progress
@@ -178,20 +209,24 @@ def run_splits(
 
             log.info("fitting %d folds on %d cores", len(rest), jobs)
             results = Parallel(n_jobs=jobs, backend="loky", return_as="generator")(
-                delayed(_fit_split)(X, y, groups, sp, head_factory, threshold, sp.repeat == keep_heads_of_repeat)
+                delayed(_fit_split)(X, y, groups, sp, head_factory, threshold, sp.repeat == keep_heads_of_repeat,
+                                    inner_oof_folds)
                 for sp in rest)
         else:
-            results = (_fit_split(X, y, groups, sp, head_factory, threshold, sp.repeat == keep_heads_of_repeat)
-                       for sp in rest)
+            results = (_fit_split(X, y, groups, sp, head_factory, threshold, sp.repeat == keep_heads_of_repeat,
+                                  inner_oof_folds) for sp in rest)
         fitted.extend(progress(results, total=len(rest), desc="fitting folds", unit="fold"))
     preds: list[FoldPrediction] = []
     per_fold: list[dict[str, Any]] = []
     fold_info: list[dict[str, Any]] = []
     by_repeat: dict[int, list[int]] = {}
     heads: dict[tuple[int, int], Any] = {}
-    for sp, (scores, thr, info, head) in zip(splits, fitted):
+    inner: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+    for sp, (scores, thr, info, head, oof) in zip(splits, fitted):
         if head is not None:
             heads[(sp.repeat, sp.fold)] = head
+        if oof is not None:
+            inner[(sp.repeat, sp.fold)] = oof
         m = binary_metrics(y[sp.test], scores, thr)
         m.update(repeat=sp.repeat, fold=sp.fold, n_test=int(len(sp.test)))
         per_fold.append(m)
@@ -211,5 +246,5 @@ def run_splits(
         m["repeat"] = r
         per_repeat.append(m)
     return CVResult(protocol=dict(protocol or {}), predictions=preds, per_repeat=per_repeat,
-                    per_fold=per_fold, fold_info=fold_info, heads=heads)
+                    per_fold=per_fold, fold_info=fold_info, heads=heads, inner_oof=inner)
 

@@ -194,6 +194,12 @@ def write_html_report(
             _img(mode.get("confusion_png"), f"confusion matrix, {name}", run_dir)
         if figs:
             parts.append(f"<div class='figs'>{figs}</div>")
+        if mode.get("posthoc"):  # calibration, operating points, breast level, abstention, subgroups
+            from mammocadx.evaluate.calibration_report import POSTHOC_FIGURES, posthoc_html
+
+            parts.append(posthoc_html(mode["posthoc"]).replace("h2>", "h3>"))
+            figs = "".join(_img(f"{name}/{f}", f, run_dir) for f in POSTHOC_FIGURES)
+            parts.append(f"<div class='figs'>{figs}</div>" if figs else "")
         if mode.get("config"):
             cfg = ", ".join(f"{k}={v}" for k, v in mode["config"].items() if not isinstance(v, dict))
             parts.append(f"<p class='muted'>Configuration: {e(cfg)}</p>")

@@ -12,6 +12,13 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
 
 
+def _save(fig: "plt.Figure", path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def plot_roc(curves: Sequence[tuple[np.ndarray, np.ndarray]], path: Path, title: str = "ROC",
              pooled_auc: float | None = None) -> Path:
     """Plot one ROC curve per (y, score) pair, their mean (vertical averaging) and write ``path``.
@@ -53,10 +60,7 @@ def plot_roc(curves: Sequence[tuple[np.ndarray, np.ndarray]], path: Path, title:
     ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="1 - specificity (false-positive rate)",
            ylabel="sensitivity (true-positive rate)", title=title)
     ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_confusion(confusion: dict[str, float], path: Path, title: str = "Confusion matrix") -> Path:
@@ -72,7 +76,53 @@ def plot_confusion(confusion: dict[str, float], path: Path, title: str = "Confus
         for j in range(2):
             ax.text(j, i, fmt.format(m[i, j]), ha="center", va="center",
                     color="white" if m[i, j] > m.max() / 2 else "black", fontsize=13)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
+
+
+def plot_reliability(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], path: Path,
+                     title: str = "Reliability diagram") -> Path:
+    """Observed fraction malignant against mean predicted probability per bin, one line per curve.
+
+    Parameters
+    ----------
+    curves : dict
+        ``label -> (mean predicted probability, fraction malignant, lesions)`` per bin
+        (:func:`~mammocadx.evaluate.operating_points.reliability_curve`); marker area follows the count.
+    """
+    fig, ax = plt.subplots(figsize=(5.2, 5.0), dpi=110)
+    ax.plot([0, 1], [0, 1], ls="--", lw=1, color="grey", label="perfect calibration")
+    for k, (label, (mp, fr, cnt)) in enumerate(curves.items()):
+        mp, fr, cnt = (np.asarray(v, dtype=float) for v in (mp, fr, cnt))
+        color = f"C{k}"
+        ax.plot(mp, fr, "-", lw=1.6, color=color, label=label)
+        ax.scatter(mp, fr, s=12 + 60 * cnt / max(cnt.max(), 1.0), color=color, alpha=0.7)
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="predicted probability of malignancy (bin mean)",
+           ylabel="observed fraction malignant", title=title)
+    ax.legend(loc="upper left", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_abstention(points: Sequence[tuple[float, float, float, float]], path: Path,
+                    curve: tuple[Sequence[float], Sequence[float]] | None = None,
+                    title: str = "Accuracy on called lesions vs fraction abstained") -> Path:
+    """Selective-prediction trade-off.
+
+    Parameters
+    ----------
+    points : sequence of (alpha, fraction abstained, accuracy on called, coverage)
+        Conformal sets at each level, labelled with alpha and the coverage achieved.
+    curve : (fractions abstained, accuracies), optional
+        Abstaining on the least confident lesions first (no guarantee), drawn as a line.
+    """
+    fig, ax = plt.subplots(figsize=(5.6, 4.6), dpi=110)
+    if curve is not None:
+        ax.plot(curve[0], curve[1], "-", color="grey", lw=1.4, label="abstain on probabilities nearest 0.5")
+    pts = sorted(points, key=lambda p: p[1])
+    ax.plot([p[1] for p in pts], [p[2] for p in pts], "o", color="tab:blue", label="conformal sets (α: coverage)")
+    for k, (a, fa, acc, cov) in enumerate(pts):
+        ax.annotate(f"α={a:g}: {cov:.2f}", (fa, acc), textcoords="offset points", xytext=(5, -12 if k % 2 else 6),
+                    fontsize=7)
+    ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="fraction of lesions abstained (\"uncertain\")",
+           ylabel="accuracy on called lesions", title=title)
+    ax.legend(loc="lower right", fontsize=8)
+    return _save(fig, path)

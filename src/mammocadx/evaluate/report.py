@@ -52,6 +52,9 @@ def write_report(run_dir: Path, metrics: dict[str, Any], title: str = "mammocadx
         items = "".join(f"<li>{html.escape(s['sample_id'])}: {html.escape(s['reason'])}</li>" for s in skipped[:50])
         skipped_html = f"<h2>Skipped inputs ({len(skipped)})</h2><ul>{items}</ul>"
     gradcam_html = _gradcam_section(metrics.get("gradcam"))
+    from mammocadx.evaluate.calibration_report import POSTHOC_FIGURES, posthoc_html
+
+    posthoc = posthoc_html(metrics, [f for f in POSTHOC_FIGURES if (run_dir / f).is_file()])
     body = f"""<h1>{html.escape(title)}</h1>
 <p class="note">Research use only; not a medical device. Numbers are out-of-fold: every score was produced by a
 model that never saw that patient.</p>
@@ -62,6 +65,7 @@ segmentation {'on' if cfg['segment'] else 'off'}; head: {html.escape(_head_text(
 <h2>Metrics (mean over repeats of pooled out-of-fold predictions)</h2>
 <table><tr><th>metric</th><th>mean</th><th>sd over repeats</th><th>95 % CI (patient bootstrap)</th><th>range over repeats</th></tr>{rows}</table>
 <div class="figs"><img src="roc.png" alt="ROC curves"><img src="confusion.png" alt="confusion matrix"></div>
+{posthoc}
 {gradcam_html}
 {skipped_html}
 <h2>Reproduce</h2><p><code>{html.escape(str(metrics.get('command')))}</code></p>

@@ -51,6 +51,7 @@ def evaluate(
     seed: int = 0,
     dataset: str = "",
     features: FeatureSet | None = None,
+    inner_oof_folds: int = 5,
 ) -> Evaluation:
     """Evaluate ``cadx`` on ``records`` with patient-grouped k-fold or the official split.
 
@@ -61,6 +62,9 @@ def evaluate(
         ``official``: train on the records whose ``split`` is ``train``, test on ``test``.
     features : FeatureSet, optional
         Precomputed features of ``records`` (e.g. shared by several modes).
+    inner_oof_folds : int
+        Inner folds scoring each split's training rows (calibration, operating points and
+        conformal sets are fitted on them: :mod:`mammocadx.evaluate.calibration_report`); 0 = off.
     """
     fs = features if features is not None else cadx.featurize(records)
     if protocol == "kfold":
@@ -77,7 +81,7 @@ def evaluate(
                  n_skipped=len(fs.skipped))
     # Repeat 0's heads are kept: the Grad-CAM gallery explains each lesion with the head that scored it.
     result = run_splits(fs.X, fs.y, fs.groups, splits, cadx.head_factory(), cadx.config.head.threshold, proto,
-                        keep_heads_of_repeat=0)
+                        keep_heads_of_repeat=0, inner_oof_folds=inner_oof_folds)
     return Evaluation(result=result, features=fs, cadx=cadx, dataset=dataset)
 
 
@@ -118,6 +122,10 @@ def metrics_dict(ev: Evaluation, command: str | None = None) -> dict[str, Any]:
         "backbone": {"name": ev.cadx.config.backbone,
                      "weights_sha256": getattr(ev.cadx.extractor, "weights_sha256", None)},
     }
+    # Calibration, operating points, breast level, abstention, subgroups (issue 16): one call, same replicates.
+    from mammocadx.evaluate.calibration_report import posthoc_metrics
+
+    out.update(posthoc_metrics(r, y, g, ev.features.records, seed=seed, n_boot=2000)[0])
     return json_data(out)
 
 
@@ -161,6 +169,9 @@ def write_run(ev: Evaluation, out_dir: str | Path, command: str | None = None, t
                  pooled_auc=metrics["summary"]["auc"]["mean"])
         plot_confusion(metrics["confusion_mean_over_repeats"], tmp / "confusion.png",
                        title="Confusion matrix (mean over repeats)")
+        from mammocadx.evaluate.calibration_report import write_posthoc_figures
+
+        write_posthoc_figures(metrics, tmp)
         from mammocadx.evaluate.report import write_report
 
         write_report(tmp, metrics, title=name)

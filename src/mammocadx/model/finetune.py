@@ -572,7 +572,10 @@ class FineTuneHead(ClassifierMixin, BaseEstimator):
         from mammocadx.model.selection import youden_threshold
 
         self.inner_split_ = (tr, va)
-        val_scores = best[2]["val_scores"]
+        self.threshold_ = 0.0
+        # Scored again by the prediction path (ONNX Runtime fp32 where available, not the bf16 training
+        # path), so that the threshold and any calibration fitted on them apply to predictions as they are.
+        val_scores = self.decision_function(grey[va])
         self.threshold_ = float(youden_threshold(y[va], val_scores))
         self.val_scores_ = np.asarray(val_scores, dtype=float)
         self.val_labels_ = y[va].copy()
