@@ -13,8 +13,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --disable-pip-version-check -q $(TORCH)
-	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev]'
+	@echo "[1/2] installing PyTorch ($(TORCH)): about a minute"
+	$(BIN)/pip install --disable-pip-version-check --progress-bar off $(TORCH)
+	@echo "[2/2] installing mammocadx and its dependencies: a few minutes"
+	$(BIN)/pip install --disable-pip-version-check --progress-bar off -e '.[dev]'
+	@echo "installed; try: $(BIN)/mammocadx --help"
 	touch $@
 
 demo: $(VENV)/.installed

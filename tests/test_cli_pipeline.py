@@ -138,4 +138,7 @@ def test_predict_walks_a_folder_for_images_by_content(cohort: Path, tmp_path: Pa
     (scans / "notes.png").write_text("a text file with an image name")
     assert main(["predict", str(model), str(scans), "--roi", "100,100,20", "--out", str(tmp_path / "p.csv")]) == 0
     rows = list(csv.DictReader((tmp_path / "p.csv").open()))
-    assert [Path(r["path"]).name for r in rows] == ["case_without_extension"] and rows[0]["status"] == "ok"
+    # Every file of the folder is accounted for: the image scored, the text file listed as skipped with why.
+    assert [(Path(r["path"]).name, r["status"]) for r in rows] == [("case_without_extension", "ok"),
+                                                                   ("notes.png", "skipped")]
+    assert "not a supported image" in rows[1]["reason"]

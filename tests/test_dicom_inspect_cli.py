@@ -35,8 +35,9 @@ def test_inspect_prints_facts_and_writes_previews(tmp_path: Path, capsys: pytest
     assert "windowing: LINEAR centre 2048 width 4096" in text
     assert "png, 20x10 px, 8 bit" in text and "2 of 2 file(s) read" in text
     written = sorted(p.name for p in out.iterdir())
-    assert written == ["001_case_1_rm_-rf.png", "002_plain.png"]
-    preview = np.asarray(Image.open(out / written[0]))
+    # the previews, and the marker that says mammocadx wrote them (issue 14: output folders)
+    assert written == [".mammocadx-output.json", "001_case_1_rm_-rf.png", "002_plain.png"]
+    preview = np.asarray(Image.open(out / written[1]))
     assert preview.shape == (67, 100)
     assert preview[0, 0] > 250 and preview[0, -1] < 5  # MONOCHROME1: low stored values shown bright
 

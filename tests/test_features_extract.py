@@ -203,11 +203,11 @@ def test_cli_cache_info_and_clear(tmp_path, capsys):
     expl = tmp_path / fcache.EXPLANATIONS_DIR / "ab" / ("ab" * 32 + ".npz")
     expl.parent.mkdir(parents=True)
     expl.write_bytes(b"x")
-    assert main(["cache", "clear", "--dir", str(tmp_path)]) == 0
+    assert main(["cache", "clear", "--dir", str(tmp_path), "--yes"]) == 0
     assert "1 entries" in capsys.readouterr().out
     assert c.info().entries == 0 and (tmp_path / "onnx" / "net.onnx").exists()  # exports kept
     assert not expl.exists()  # explanations go with the features
-    assert main(["cache", "clear", "--all", "--dir", str(tmp_path)]) == 0
+    assert main(["cache", "clear", "--all", "--dir", str(tmp_path), "--yes"]) == 0
     assert not (tmp_path / "onnx").exists()
 
 

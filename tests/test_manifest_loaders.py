@@ -90,7 +90,8 @@ def test_manifest_missing_columns_images_and_outside_opt_in(tmp_path: Path) -> N
     outside = _png(tmp_path / "elsewhere.png")
     sub = _manifest(tmp_path / "m", "path,label,patient_id\n../elsewhere.png,1,P\nmissing.png,0,Q\n")
     recs = load_manifest(sub, allow_outside=True)
-    assert [r.image_path for r in recs] == [outside.absolute()]
+    # The row whose image is missing is kept, for the feature stage to report in skipped.csv (issue 14, item 6).
+    assert [r.image_path for r in recs] == [outside.absolute(), (sub / "missing.png").absolute()]
 
 
 def test_manifest_colliding_stems_get_distinct_image_ids(tmp_path: Path) -> None:

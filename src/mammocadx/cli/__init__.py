@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import sys
 from collections.abc import Sequence
 
@@ -63,10 +64,27 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s" if verbose else "%(message)s")
 
 
+#: Options whose value may start with a minus sign: ``--roi -50,-50,30`` (argparse would read
+#: ``-50,-50,30`` as an option and say "expected one argument").
+_NUMERIC_LIST_OPTIONS = ("--roi",)
+_NUMBERS = re.compile(r"-?\d*\.?\d+(?:[eE][-+]?\d+)?(?:,\s*-?\d*\.?\d+(?:[eE][-+]?\d+)?)+")
+
+
+def _join_negative_values(argv: Sequence[str]) -> list[str]:
+    """``--roi -50,-50,30`` -> ``--roi=-50,-50,30``, so argparse takes the numbers as the value."""
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1] in _NUMERIC_LIST_OPTIONS and arg.startswith("-") and _NUMBERS.fullmatch(arg):
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_negative_values(sys.argv[1:] if argv is None else list(argv)))
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 from mammocadx.cli.common import add_dataset_options, command_line, dataset_options
+from mammocadx.io.paths import OUTPUT_POLICY_HELP
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--factors", default=",".join(ALL_FACTORS),
                    help=f"comma-separated factors (default: all: {','.join(ALL_FACTORS)})")
     _protocol_options(p)
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--out", required=True, metavar="DIR", help=f"output folder: {OUTPUT_POLICY_HELP}")
     p.set_defaults(func=run_ablate)
 
     c = sub.add_parser(
@@ -53,31 +55,38 @@ def register(sub: argparse._SubParsersAction) -> None:
     _protocol_options(c)
     c.add_argument("--gallery", type=int, default=0, metavar="N",
                    help="Grad-CAM gallery: N lesions per outcome (TP/FP/FN/TN) per mode, from out-of-fold models (default: 0)")
-    c.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    c.add_argument("--out", required=True, metavar="DIR", help=f"output folder: {OUTPUT_POLICY_HELP}")
     c.set_defaults(func=run_compare)
 
 
 def run_ablate(args: argparse.Namespace) -> int:
     """Handler of ``mammocadx ablate``."""
+    from mammocadx.io.paths import output_dir
+
+    factors = [f.strip() for f in args.factors.split(",") if f.strip()]
+    with output_dir(args.out) as out:
+        _ablate_into(args, factors, out)
+    return 0
+
+
+def _ablate_into(args: argparse.Namespace, factors: list[str], out: Path) -> None:
     from mammocadx.datasets import load_dataset
     from mammocadx.evaluate.ablation import ablation_markdown, run_ablation, write_ablation
     from mammocadx.evaluate.html_report import write_html_report
 
-    factors = [f.strip() for f in args.factors.split(",") if f.strip()]
     records = load_dataset(args.dataset, args.data, **dataset_options(args))
     rows = run_ablation(records, factors, folds=args.folds, repeats=args.repeats, seed=args.seed, n_boot=args.n_boot)
-    paths = write_ablation(rows, args.out)
+    paths = write_ablation(rows, out)
     import mammocadx
 
-    write_html_report(args.out, {"dataset": args.dataset, "modes": {}, "ablation": rows, "ablation_png": "ablation.png",
-                                 "protocol": {"name": "patient-grouped stratified k-fold", "folds": args.folds,
-                                              "repeats": args.repeats, "seed": args.seed, "grouping": "patient"},
-                                 "command": command_line(), "seed": args.seed,
-                                 "versions": {"mammocadx": mammocadx.__version__}},
+    write_html_report(out, {"dataset": args.dataset, "modes": {}, "ablation": rows, "ablation_png": "ablation.png",
+                            "protocol": {"name": "patient-grouped stratified k-fold", "folds": args.folds,
+                                         "repeats": args.repeats, "seed": args.seed, "grouping": "patient"},
+                            "command": command_line(), "seed": args.seed,
+                            "versions": {"mammocadx": mammocadx.__version__}},
                       title=f"mammocadx ablation: {args.dataset}")
     print(ablation_markdown(rows))
-    print(f"written: {paths['md']}, {paths['csv']}, {args.out}/report.html")
-    return 0
+    print(f"written: {paths['md']}, {paths['csv']}, {out}/report.html")
 
 
 def run_compare(args: argparse.Namespace) -> int:
@@ -85,16 +94,18 @@ def run_compare(args: argparse.Namespace) -> int:
     from mammocadx.datasets import load_dataset
     from mammocadx.evaluate.ablation import compare_modes
     from mammocadx.evaluate.table4 import to_markdown
+    from mammocadx.io.paths import output_dir
 
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    records = load_dataset(args.dataset, args.data, **dataset_options(args))
-    res = compare_modes(records, modes, args.out, args.dataset, folds=args.folds, repeats=args.repeats,
-                        seed=args.seed, n_boot=args.n_boot, command=command_line(),
-                        gallery_per_group=args.gallery)
+    with output_dir(args.out) as out:
+        records = load_dataset(args.dataset, args.data, **dataset_options(args))
+        res = compare_modes(records, modes, out, args.dataset, folds=args.folds, repeats=args.repeats,
+                            seed=args.seed, n_boot=args.n_boot, command=command_line(),
+                            gallery_per_group=args.gallery)
     for name, m in res["modes"].items():
         auc = m["summary"]["auc"]
         lo, hi = m["ci"]["auc"]
         print(f"{name:<12} AUC {auc['mean']:.3f} ± {auc['sd']:.3f} over repeats, 95% CI [{lo:.3f}, {hi:.3f}]")
     print(to_markdown([r for r in res["table4"] if r.get("ours")]))
-    print(f"report: {args.out}/report.html")
+    print(f"report: {out}/report.html")
     return 0

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from mammocadx.cli import EXIT_OK
+from mammocadx.cli import EXIT_OK, EXIT_USAGE
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Deep features are cached on disk per ROI, keyed by the ROI pixels, the preprocessing, the "
                     "backbone and its weights' SHA-256, the engine/precision and the library versions, so repeated "
                     "evaluations reuse them. The cache lives in $MAMMOCADX_CACHE_DIR, or ~/.cache/mammocadx/features.",
-        epilog="examples: mammocadx cache info ; mammocadx cache clear --dir /tmp/feats",
+        epilog="examples: mammocadx cache info ; mammocadx cache clear --yes ; mammocadx cache clear --yes --dir /tmp/feats",
     )
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
     actions = p.add_subparsers(dest="cache_action", metavar="ACTION")
@@ -28,6 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         if name == "clear":
             a.add_argument("--all", action="store_true",
                            help="also delete the ONNX exports of the backbones (rebuilt on next use)")
+            a.add_argument("-y", "--yes", action="store_true",
+                           help="delete without asking; without it the command asks on a terminal and refuses "
+                                "when its input is not a terminal (a pipe, a script), so 'cache info | cache clear' "
+                                "deletes nothing")
         a.set_defaults(func=func)
 
 
@@ -36,14 +41,30 @@ def _info(args: argparse.Namespace) -> int:
 
     info = FeatureCache(args.dir).info()
     print(f"location: {info.location}")
-    print(f"entries:  {info.entries}")
-    print(f"size:     {info.bytes / 1e6:.1f} MB ({info.bytes} bytes)")
+    print(f"entries:  {info.entries} cached vectors (features and explanations)")
+    print(f"size:     {info.bytes / 1e6:.1f} MB ({info.bytes} bytes, the backbones' ONNX exports included)")
     return EXIT_OK
 
 
 def _clear(args: argparse.Namespace) -> int:
     from mammocadx.features.cache import FeatureCache
 
-    before = FeatureCache(args.dir).clear(models=args.all)
-    print(f"cleared {before.location}: {before.entries} entries, {before.bytes / 1e6:.1f} MB")
+    cache = FeatureCache(args.dir)
+    before = cache.info()
+    what = "every cached feature vector and explanation" + (" and the ONNX exports" if args.all else "")
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print(f"mammocadx cache clear: not clearing {before.location}: its input is not a terminal, so it "
+                  "cannot ask; add --yes to delete " + what, file=sys.stderr)
+            return EXIT_USAGE
+        answer = input(f"delete {what} in {before.location} ({before.entries} entries, "
+                       f"{before.bytes / 1e6:.1f} MB)? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing deleted")
+            return EXIT_OK
+    cache.clear(models=args.all)
+    after = cache.info()
+    kept = f"; kept {after.bytes / 1e6:.1f} MB of ONNX exports (--all deletes them too)" if after.bytes else ""
+    print(f"cleared {before.location}: {before.entries - after.entries} entries, "
+          f"{(before.bytes - after.bytes) / 1e6:.1f} MB{kept}")
     return EXIT_OK

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 
 def parse_roi(text: str) -> tuple[float, ...]:
@@ -12,8 +13,8 @@ def parse_roi(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"--roi takes numbers separated by commas, got {text!r}") from exc
     if len(values) not in (3, 4):
         raise argparse.ArgumentTypeError("--roi takes X,Y,R (circle) or X,Y,W,H (box)")
-    if any(v < 0 for v in values) or values[-1] <= 0:
-        raise argparse.ArgumentTypeError(f"--roi values must be non-negative and the size positive, got {text!r}")
+    if any(v <= 0 for v in values[2:]) or not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"--roi: the size (R, or W and H) must be positive, got {text!r}")
     return values
 
 
@@ -26,12 +27,18 @@ def add_dataset_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dataset", choices=DATASETS, default="synthetic",
                    help="reader: mini-MIAS folder (Info.txt + images), the built-in synthetic cohort, a CBIS-DDSM "
                         "TCIA tree with its case-description CSVs, a CSV manifest, or a folder with benign/ and "
-                        "malignant/ sub-folders (default: synthetic)")
+                        "malignant/ sub-folders (default: synthetic). A manifest is a CSV, one row per lesion: "
+                        "path (relative to the CSV's folder), label (benign/malignant, B/M or 0/1), patient_id; "
+                        "optional split (train/test), laterality (L/R), view (CC/MLO) and the lesion as "
+                        "box_x,box_y,box_w,box_h or cx,cy,r (image pixels, x from the left, y from the top) or "
+                        "mask_path; rows whose image is missing are listed in skipped.csv")
     g.add_argument("--data", metavar="DIR",
                    help="dataset folder (or manifest CSV); for synthetic, where the cohort is generated "
                         "(default: the user cache)")
     g.add_argument("--subset", choices=("mass", "calc", "all"), default="mass",
                    help="CBIS-DDSM abnormality subset (default: mass, as the paper)")
+    g.add_argument("--allow-outside", action="store_true",
+                   help="manifest: accept absolute image paths and paths outside the manifest's folder")
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
@@ -68,6 +75,8 @@ def dataset_options(args: argparse.Namespace) -> dict:
     """Reader keyword options from parsed arguments."""
     if args.dataset == "cbis-ddsm":
         return {"subset": args.subset}
+    if args.dataset == "manifest" and getattr(args, "allow_outside", False):
+        return {"allow_outside": True}
     return {}
 
 

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from mammocadx.cli.common import command_line
+from mammocadx.io.paths import OUTPUT_POLICY_HELP
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "cross-validation, train a model on the cohort's train split, and score and explain a held-out "
                     "case. Writes everything under OUT; open OUT/evaluation/report.html.",
     )
-    p.add_argument("--out", default="runs/demo", metavar="DIR", help="output folder (default: runs/demo)")
+    p.add_argument("--out", default="runs/demo", metavar="DIR", help=f"output folder (default: runs/demo): {OUTPUT_POLICY_HELP}")
     p.add_argument("--data", metavar="DIR", help="where the synthetic cohort is generated (default: user cache)")
     p.add_argument("--repeats", type=int, default=5, help="cross-validation repeats (default: 5)")
     p.add_argument("--seed", type=int, default=0, help="seed of the cohort and the folds (default: 0)")
@@ -30,12 +31,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Handler of ``mammocadx demo``."""
+    from mammocadx.io.paths import output_dir
+
+    with output_dir(args.out) as out:
+        return _demo_into(args, out)
+
+
+def _demo_into(args: argparse.Namespace, out: Path) -> int:
     from mammocadx.datasets.synthetic import load_synthetic
     from mammocadx.evaluate.ablation import compare_modes
     from mammocadx.explain import explain_prediction
     from mammocadx.model.cadx import CADx
 
-    out = Path(args.out)
     records = load_synthetic(Path(args.data) if args.data else None, seed=args.seed)
     print(f"synthetic cohort: {len(records)} lesions, {sum(r.label for r in records)} malignant, "
           f"{len({r.patient_id for r in records})} patients ({records[0].image_path.parent.parent})")

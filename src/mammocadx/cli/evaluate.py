@@ -5,6 +5,7 @@ import argparse
 import logging
 
 from mammocadx.cli.common import add_dataset_options, add_model_options, build_cadx, command_line, dataset_options
+from mammocadx.io.paths import OUTPUT_POLICY_HELP
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "model; 0 = none (default: 2)")
     g.add_argument("--deletion", type=int, default=0, metavar="N",
                    help="deletion (faithfulness) check of the heat-maps on N test lesions, e.g. 12 (about 10 s a lesion on 2 cores); 0 = none (default: 0)")
-    p.add_argument("--out", required=True, metavar="DIR", help="run folder to write (replaced if it exists)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help=f"run folder to write: {OUTPUT_POLICY_HELP}; a run folder of an earlier run is replaced")
     p.set_defaults(func=run_evaluate)
 
     t = sub.add_parser(
@@ -44,7 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_options(t)
     t.add_argument("--split", choices=("all", "official"), default="all",
                    help="train on all lesions, or only on the official train split (default: all)")
-    t.add_argument("--model-out", required=True, metavar="DIR", help="model folder to write")
+    t.add_argument("--model-out", required=True, metavar="DIR",
+                   help="model folder to write: created if missing; an existing folder is used only if it is empty or "
+                        "a saved mammocadx model (then replaced), otherwise the command refuses and nothing is deleted")
     t.set_defaults(func=run_train)
 
 
@@ -52,13 +56,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
     """Handler of ``mammocadx evaluate``."""
     from mammocadx.datasets import load_dataset
     from mammocadx.evaluate.run import evaluate, write_run
+    from mammocadx.io.paths import output_dir
 
-    records = load_dataset(args.dataset, args.data, **dataset_options(args))
-    cadx = build_cadx(args)
-    ev = evaluate(cadx, records, protocol=args.split, folds=args.folds, repeats=args.repeats, seed=args.seed,
-                  dataset=args.dataset)
-    out = write_run(ev, args.out, command=command_line(), gallery_per_group=args.gallery,
-                    deletion_lesions=args.deletion)
+    with output_dir(args.out) as out:  # checked before the long work, not after
+        records = load_dataset(args.dataset, args.data, **dataset_options(args))
+        cadx = build_cadx(args)
+        ev = evaluate(cadx, records, protocol=args.split, folds=args.folds, repeats=args.repeats, seed=args.seed,
+                      dataset=args.dataset)
+        out = write_run(ev, out, command=command_line(), gallery_per_group=args.gallery,
+                        deletion_lesions=args.deletion)
     print(f"{args.dataset}: {ev.result.protocol['n_lesions']} lesions, {ev.result.protocol['name']}")
     print(ev.result.text())
     if ev.features.skipped:
@@ -70,7 +76,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def run_train(args: argparse.Namespace) -> int:
     """Handler of ``mammocadx train``."""
     from mammocadx.datasets import load_dataset
+    from mammocadx.io.paths import claim_output_dir
+    from mammocadx.model.persist import is_model_folder
 
+    model_out = claim_output_dir(args.model_out, option="--model-out", owned=is_model_folder, marker=False,
+                                 create=False)
     records = load_dataset(args.dataset, args.data, **dataset_options(args))
     if args.split == "official":
         records = [r for r in records if (r.split or "").lower() == "train"]
@@ -79,7 +89,7 @@ def run_train(args: argparse.Namespace) -> int:
     cadx.fit_features(fs)
     cadx.card["training_data"]["dataset"] = args.dataset
     cadx.card["command"] = command_line()
-    out = cadx.save(args.model_out)
+    out = cadx.save(model_out)
     print(f"trained on {len(fs.records)} lesions ({int(fs.y.sum())} malignant), skipped {len(fs.skipped)}")
     print(f"model folder: {out}")
     return 0

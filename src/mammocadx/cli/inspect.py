@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from mammocadx.io.inspect import clean_text, expand_inputs, inspect_file
+from mammocadx.io.paths import OUTPUT_POLICY_HELP
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,14 +17,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Read each FILE as the pipeline would and print its format, size, bit depth, photometric "
             "interpretation, laterality, view and the windowing applied (DICOM: modality LUT -> VOI -> "
-            "MONOCHROME1 inversion). Folders are walked for image files. With --out, an 8-bit preview PNG "
+            "MONOCHROME1 inversion). Folders are walked for image files (others are listed as skipped). With --out, an 8-bit preview PNG "
             "of what the pipeline sees is written per file (named NNN_<file name>.png). A file that cannot "
             "be read is reported with its reason and the batch goes on."
         ),
         epilog="Exit code: 0 when every file was read, 1 when any failed.",
     )
     p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="image files (PNG, JPEG, TIFF, PGM, DICOM) or folders")
-    p.add_argument("--out", type=Path, metavar="DIR", help="write a preview PNG per file into DIR")
+    p.add_argument("--out", type=Path, metavar="DIR", help=f"write a preview PNG per file into DIR: {OUTPUT_POLICY_HELP}")
     p.add_argument("--preview-size", type=int, default=1024, metavar="PX",
                    help="longest side of the previews in pixels (0 = full size; default 1024)")
     p.add_argument("--no-voi", dest="apply_voi", action="store_false",
@@ -34,13 +35,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    inputs = expand_inputs(args.files)
+    """Handler of ``mammocadx inspect``."""
+    import contextlib
+
+    from mammocadx.io.paths import output_dir
+
+    skipped: list[tuple[Path, str]] = []
+    inputs = expand_inputs(args.files, skipped)
+    for path, why in skipped:
+        print(json.dumps({"file": str(path), "ok": False, "skipped": True, "error": why}) if args.json
+              else f"{clean_text(path, 200)}: skipped (not read): {why}")
     if not inputs:
         print("mammocadx inspect: no image file found", file=sys.stderr)
         return 1
+    with output_dir(args.out) if args.out else contextlib.nullcontext() as out:
+        return _inspect(args, inputs, out, len(skipped))
+
+
+def _inspect(args: argparse.Namespace, inputs: list[tuple[Path, bool]], out: Path | None, n_skipped: int) -> int:
     failed = 0
     for i, (path, _named) in enumerate(inputs, start=1):
-        r = inspect_file(path, out_dir=args.out, index=i, max_side=max(args.preview_size, 0),
+        r = inspect_file(path, out_dir=out, index=i, max_side=max(args.preview_size, 0),
                          apply_voi=args.apply_voi, force=args.force)
         failed += not r.ok
         shown = clean_text(path, 200)
@@ -74,5 +89,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"  FAILED: {r.error}")
     total = len(inputs)
     if not args.json:
-        print(f"{total - failed} of {total} file(s) read" + (f", {failed} failed" if failed else ""))
+        print(f"{total - failed} of {total} file(s) read" + (f", {failed} failed" if failed else "")
+              + (f", {n_skipped} skipped (not images)" if n_skipped else ""))
     return 1 if failed else 0

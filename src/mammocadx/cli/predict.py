@@ -8,8 +8,13 @@ from pathlib import Path
 
 from mammocadx.cli.common import parse_roi
 from mammocadx.errors import MammocadxError
+from mammocadx.io.paths import OUTPUT_POLICY_HELP
 
 log = logging.getLogger(__name__)
+
+#: Columns of ``predict --out``; its header line tells a CSV this command wrote (and may replace).
+FIELDS = ["path", "roi", "status", "score", "label", "reason"]
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the predict command."""
@@ -18,73 +23,155 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Print the malignancy score and label of a lesion. The ROI is in image pixels as every viewer "
                     "shows them: X the column from the left, Y the row from the top (mini-MIAS's bottom-left "
                     "origin is converted by its reader, never by you). Without --roi the whole breast is scored. "
-                    "IMAGE may be several files or folders: every image gets one output row with its status, and the "
-                    "batch goes on past bad files.",
-        epilog="example: mammocadx predict models/mias case.png --roi 535,599,197 --explain out/",
+                    "IMAGE may be several files or folders: every file gets one output row with its status "
+                    "(ok, error, or skipped when a folder holds a file that is not an image), and the batch goes "
+                    "on past bad files. For one lesion per row, give --rois CSV instead of IMAGE.",
+        epilog="examples: mammocadx predict models/mias case.png --roi 535,599,197 --explain out/ ; "
+               "mammocadx predict models/mias --rois lesions.csv --out scores.csv  (lesions.csv: path,cx,cy,r or "
+               "path,x,y,w,h, paths relative to the CSV's folder)",
     )
     p.add_argument("model", metavar="MODEL", help="model folder written by 'mammocadx train'")
-    p.add_argument("images", metavar="IMAGE", nargs="+", help="mammogram file(s) (DICOM, PNG, PGM, JPEG, TIFF) or folders")
+    p.add_argument("images", metavar="IMAGE", nargs="*",
+                   help="mammogram file(s) (DICOM, PNG, PGM, JPEG, TIFF) or folders")
     p.add_argument("--roi", type=parse_roi, metavar="X,Y,R",
-                   help="lesion circle X,Y,R (or box X,Y,W,H) in image pixels, x from the left, y from the top")
-    p.add_argument("--explain", metavar="OUT_DIR", help="also write Grad-CAM figures of the decision to OUT_DIR")
-    p.add_argument("--out", metavar="CSV", help="write one row per input (path, status, score, label, reason)")
+                   help="lesion circle X,Y,R (or box X,Y,W,H) in image pixels, x from the left, y from the top; "
+                        "the same ROI for every IMAGE")
+    p.add_argument("--rois", metavar="CSV",
+                   help="one lesion per row: columns path and cx,cy,r (circle) or x,y,w,h (box; box_x.. as in a "
+                        "manifest also read), paths relative to the CSV's folder; a bad row is reported, the others go on")
+    p.add_argument("--allow-outside", action="store_true",
+                   help="--rois: accept absolute paths and paths outside the CSV's folder")
+    p.add_argument("--explain", metavar="OUT_DIR",
+                   help=f"also write Grad-CAM figures of each decision into OUT_DIR ({OUTPUT_POLICY_HELP}); "
+                        "inputs with the same file name get names from their folders")
+    p.add_argument("--out", metavar="CSV",
+                   help="write one row per input (path, roi, status, score, label, reason); an existing file is "
+                        "replaced only if it is a predictions CSV written by this command, never another file")
     p.add_argument("--dicom-out", metavar="DIR",
                    help="for DICOM inputs, also write a DICOM Structured Report (TID 1500) and a Grad-CAM overlay "
-                        "(Secondary Capture) in the image's study to DIR (new or mammocadx's own; see docs/dicom_outputs.md)")
+                        "(Secondary Capture) in the image's study to DIR (new or mammocadx's own; files mammocadx did "
+                        "not write are never overwritten; see docs/dicom_outputs.md)")
     p.set_defaults(func=run_predict)
 
 
-def run_predict(args: argparse.Namespace) -> int:
-    """Handler of ``mammocadx predict``."""
+def _ours(path: Path) -> bool:
+    """Whether ``path`` starts with the header line ``predict --out`` writes."""
+    try:
+        with path.open(encoding="utf-8", errors="replace") as fh:
+            return fh.readline().rstrip("\r\n") in (",".join(FIELDS), "path,status,score,label,reason")
+    except OSError:
+        return False
+
+
+def _jobs(args: argparse.Namespace) -> tuple[list[tuple[Path, object, str]], list[dict]]:
+    """(image, Roi, roi text) per lesion to score, and rows already decided (skipped files, bad table rows)."""
     from mammocadx.datasets.records import Roi
-    from mammocadx.model.cadx import CADx
+    from mammocadx.io.inspect import expand_inputs
 
-    if args.dicom_out:
-        from mammocadx.dicom_out import prepare_output_dir
+    decided: list[dict] = []
+    if args.rois:
+        from mammocadx.datasets.manifest import load_roi_table
 
-        prepare_output_dir(args.dicom_out)  # refuse a foreign folder before any work
-    cadx = CADx.load(args.model)
+        good, bad = load_roi_table(args.rois, allow_outside=args.allow_outside)
+        decided += [{"path": where, "status": "error", "reason": reason} for where, reason in bad]
+        return [(image, roi, _roi_text(roi)) for _where, image, roi in good], decided
     roi = Roi()
     if args.roi is not None:
         roi = Roi(circle=args.roi) if len(args.roi) == 3 else Roi(box=args.roi)
     else:
         log.warning("no --roi given: scoring the whole breast/image (the model was trained on lesion ROIs)")
-    from mammocadx.io.inspect import expand_inputs
+    skipped: list[tuple[Path, str]] = []
+    # Folders are walked for files whose content is an image (DICOMs often have no extension);
+    # every other file they hold is listed as skipped with its reason.
+    paths = [p for p, _ in expand_inputs([Path(a) for a in args.images], skipped)]
+    decided += [{"path": str(p), "status": "skipped", "reason": why} for p, why in skipped]
+    return [(p, roi, _roi_text(roi)) for p in paths], decided
 
-    # Folders are walked for files whose content is an image (DICOMs often have no extension).
-    paths = [p for p, _ in expand_inputs([Path(a) for a in args.images])]
+
+def _roi_text(roi: object) -> str:
+    shape = getattr(roi, "circle", None) or getattr(roi, "box", None)
+    if shape is not None:
+        return ",".join(f"{v:g}" for v in shape)
+    mask = getattr(roi, "mask_path", None)
+    return f"mask {mask}" if mask else "whole breast"
+
+
+def _score(cadx: object, jobs: list, explain_dir: Path | None, per_row: bool,
+           dicom_out: str | None = None, model_dir: str | None = None) -> tuple[list[dict], int]:
+    """Score (and explain) each lesion; print one line each; returns (rows, number failed)."""
+    from mammocadx.io.paths import output_stems
+
+    stems = output_stems([p for p, _, _ in jobs])
+    if per_row:  # several lesions of one image: number them by their table row
+        stems = [f"{s}_row{i + 1}" for i, s in enumerate(stems)]
     rows = []
     failed = 0
-    for path in paths:
+    for (path, roi, roi_text), stem in zip(jobs, stems):
+        row = {"path": str(path), "roi": roi_text}
         try:
             pred = cadx.predict(path, roi)
-            row = {"path": str(path), "status": "ok", "score": f"{pred.score:.4f}", "label": pred.label, "reason": ""}
-            if args.explain:
+            row.update(status="ok", score=f"{pred.score:.4f}", label=pred.label, reason="")
+            if explain_dir is not None:
                 from mammocadx.explain import explain_prediction
 
-                written = explain_prediction(cadx, path, roi, Path(args.explain))
-                row["reason"] = f"explanation: {written[0].parent}" if written else ""
-            if args.dicom_out:
+                written = explain_prediction(cadx, path, roi, explain_dir, sample_id=stem)
+                row["reason"] = "explanation: " + ", ".join(str(w) for w in written)
+            if dicom_out:
                 from mammocadx.dicom_out import write_for_prediction
 
-                dicom_files = write_for_prediction(cadx, path, roi, args.dicom_out, model_dir=args.model)
-                row["reason"] = "; ".join(filter(None, [row["reason"], f"DICOM: {dicom_files[0].parent}"]))
+                dicom_files = write_for_prediction(cadx, path, roi, dicom_out, model_dir=model_dir)
+                row["reason"] = "; ".join(filter(None, [row["reason"], "DICOM: " + ", ".join(map(str, dicom_files))]))
         except MammocadxError as exc:
             failed += 1
-            row = {"path": str(path), "status": "error", "score": "", "label": "", "reason": str(exc)}
+            row.update(status="error", score="", label="", reason=str(exc))
         rows.append(row)
         if row["status"] == "ok":
-            print(f"{path}: {row['label']} (score {row['score']}, threshold {cadx.threshold:+.3f}; positive = towards malignant)")
+            print(f"{path} [{roi_text}]: {row['label']} (score {row['score']}, threshold {cadx.threshold:+.3f}; "
+                  "positive = towards malignant)")
+            for part in row["reason"].split("; "):
+                if part:
+                    print(f"  {part.replace('explanation: ', 'Grad-CAM figures: ', 1)}")
         else:
             print(f"{path}: error: {row['reason']}", file=sys.stderr)
-    if args.out:
+    return rows, failed
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    """Handler of ``mammocadx predict``."""
+    import contextlib
+
+    from mammocadx.io.paths import claim_output_file, output_dir
+    from mammocadx.model.cadx import CADx
+
+    if bool(args.images) == bool(args.rois):
+        raise MammocadxError("give IMAGE(s), or --rois CSV, not both" if args.images
+                             else "give IMAGE(s) or --rois CSV", stage="usage")
+    if args.rois and args.roi is not None:
+        raise MammocadxError("--roi and --rois exclude each other (--rois gives each row its own ROI)", stage="usage")
+    out_csv = claim_output_file(args.out, option="--out", owned=_ours) if args.out else None
+    if args.dicom_out:
+        from mammocadx.dicom_out import prepare_output_dir
+
+        prepare_output_dir(args.dicom_out)  # refuse a foreign folder before any work
+    with output_dir(args.explain, option="--explain") if args.explain else contextlib.nullcontext() as explain_dir:
+        cadx = CADx.load(args.model)
+        jobs, decided = _jobs(args)
+        rows, failed = _score(cadx, jobs, explain_dir, per_row=bool(args.rois), dicom_out=args.dicom_out,
+                              model_dir=args.model)
+    for row in decided:
+        print(f"{row['path']}: {row['status']}: {row['reason']}", file=sys.stderr)
+        failed += row["status"] == "error"
+    rows += [{"roi": "", "score": "", "label": "", **r} for r in decided]
+    if out_csv is not None:
         from mammocadx.io.atomic import atomic_write_csv
 
-        atomic_write_csv(args.out, rows, ["path", "status", "score", "label", "reason"])
-    if not paths:
+        atomic_write_csv(out_csv, rows, FIELDS)
+    n_ok = sum(r["status"] == "ok" for r in rows)
+    n_skipped = sum(r["status"] == "skipped" for r in rows)
+    print(f"{len(rows)} input(s): {n_ok} scored, {failed} failed, {n_skipped} skipped (not images)"
+          + (f"; table: {out_csv}" if out_csv else "") + (f"; figures: {explain_dir}" if args.explain else ""),
+          file=sys.stderr)
+    if not jobs:
         print("no images found", file=sys.stderr)
         return 2
-    if failed:
-        print(f"{failed} of {len(paths)} inputs failed", file=sys.stderr)
-        return 1
-    return 0
+    return 1 if failed else 0

@@ -6,7 +6,7 @@ are matched without regard to case or surrounding spaces):
 ``path`` (required)
     The image file, relative to the CSV's folder (``images/00001_LEFT_CC.jpg``).
     Absolute paths and paths leaving that folder (``../x.png``) are refused
-    unless ``allow_outside=True``.
+    unless ``allow_outside=True`` (command line: ``--allow-outside``).
 ``label`` (required)
     ``benign``/``malignant``, ``B``/``M``, ``0``/``1`` or a CBIS-DDSM pathology.
 ``patient_id`` (required)
@@ -32,8 +32,13 @@ and ``sample_id`` is ``<image_id>_<row>``, ``row`` the 1-based data row.
 
 A malformed row raises :class:`~mammocadx.errors.DatasetError` naming the
 file, the row (file line) and the column. Rows whose image file does not
-exist are skipped with a logged warning listing them (``skip_missing=True``,
-the default); nothing usable at all is an error.
+exist are kept with a logged warning listing them (``skip_missing=True``,
+the default), so the feature stage reports each in ``skipped.csv`` with the
+reason "file not found" and counts it in ``n_skipped``; nothing usable at all
+is an error.
+
+:func:`load_roi_table` reads the same path and lesion columns (``x, y, w, h``
+also name a box) for ``mammocadx predict --rois``.
 """
 from __future__ import annotations
 
@@ -78,7 +83,7 @@ def _safe_path(base: Path, value: str, allow_outside: bool, where: str, column: 
     raw = Path(text.replace("\\", "/"))
     if raw.is_absolute() and not allow_outside:
         raise DatasetError(f"{where}: column {column!r} holds an absolute path ({text}); paths must be "
-                           "relative to the manifest's folder (allow_outside=True to permit)", csv_path)
+                           "relative to the manifest's folder (--allow-outside, or allow_outside=True, to permit)", csv_path)
     # Lexical normalisation (not resolve()): ".." is judged on the path as written, and
     # symlinks inside the folder pointing to an archive elsewhere stay allowed.
     root = Path(os.path.abspath(base))
@@ -88,7 +93,7 @@ def _safe_path(base: Path, value: str, allow_outside: bool, where: str, column: 
             full.relative_to(root)
         except ValueError:
             raise DatasetError(f"{where}: column {column!r} points outside the manifest's folder ({text}); "
-                               "allow_outside=True to permit", csv_path) from None
+                               "--allow-outside (allow_outside=True) to permit", csv_path) from None
     return full
 
 
@@ -135,6 +140,33 @@ def _roi(row: dict[str, str], base: Path, allow_outside: bool, where: str, csv_p
     return Roi(mask_path=_safe_path(base, row["mask_path"], allow_outside, where, "mask_path", csv_path))
 
 
+def _read_rows(csv_path: Path, required: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
+    """``(line number, row)`` of a CSV, header names lower-cased and stripped; ``required`` columns checked."""
+    try:
+        with csv_path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            if not reader.fieldnames:
+                raise DatasetError("empty CSV (no header row)", csv_path)
+            names = [(h or "").strip().lower() for h in reader.fieldnames]
+            missing = [c for c in required if c not in names]
+            if missing:
+                raise DatasetError(f"the CSV lacks required column(s) {', '.join(missing)} "
+                                   f"(has {', '.join(n for n in names if n)})", csv_path)
+            rows = []
+            for raw in reader:
+                if None in raw:
+                    raise DatasetError(f"row {len(rows) + 1} (line {reader.line_num}): more values than columns", csv_path)
+                rows.append((reader.line_num, {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items()}))
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"not a UTF-8 text CSV ({exc.reason})", csv_path) from exc
+    except OSError as exc:
+        raise DatasetError(f"cannot read ({exc.strerror or exc})", csv_path) from exc
+    except csv.Error as exc:
+        raise DatasetError(f"malformed CSV ({exc})", csv_path) from exc
+
+    return rows
+
+
 def load_manifest(
     data: str | PathLike[str],
     allow_outside: bool = False,
@@ -149,7 +181,8 @@ def load_manifest(
     allow_outside : bool, default False
         Accept absolute paths and paths leaving the CSV's folder.
     skip_missing : bool, default True
-        Skip (and log) rows whose image file does not exist; False raises.
+        Keep (and log) rows whose image file does not exist, for the feature
+        stage to report as skipped; False raises.
 
     Returns
     -------
@@ -164,27 +197,7 @@ def load_manifest(
     """
     csv_path = _find_csv(Path(data))
     base = csv_path.parent
-    try:
-        with csv_path.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            if not reader.fieldnames:
-                raise DatasetError("empty manifest (no header row)", csv_path)
-            names = [(h or "").strip().lower() for h in reader.fieldnames]
-            missing = [c for c in REQUIRED if c not in names]
-            if missing:
-                raise DatasetError(f"manifest lacks required column(s) {', '.join(missing)} "
-                                   f"(has {', '.join(n for n in names if n)})", csv_path)
-            rows = []
-            for raw in reader:
-                if None in raw:
-                    raise DatasetError(f"row {len(rows) + 1} (line {reader.line_num}): more values than columns", csv_path)
-                rows.append((reader.line_num, {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items()}))
-    except UnicodeDecodeError as exc:
-        raise DatasetError(f"not a UTF-8 text CSV ({exc.reason})", csv_path) from exc
-    except OSError as exc:
-        raise DatasetError(f"cannot read ({exc.strerror or exc})", csv_path) from exc
-    except csv.Error as exc:
-        raise DatasetError(f"malformed CSV ({exc})", csv_path) from exc
+    rows = _read_rows(csv_path, REQUIRED)
 
     parsed: list[tuple[int, Path, dict[str, Any]]] = []
     for i, (line, row) in enumerate(rows, start=1):
@@ -224,7 +237,6 @@ def load_manifest(
             if not skip_missing:
                 raise DatasetError(f"row {i}: image file {image} not found", csv_path)
             skipped.append(f"row {i}: {image.name}")
-            continue
         if len(stems[image.stem]) == 1:
             image_id = image.stem
         else:
@@ -232,8 +244,67 @@ def load_manifest(
             image_id = (image.relative_to(root) if image.is_relative_to(root) else image).with_suffix("").as_posix()
         records.append(LesionRecord(sample_id=f"{image_id}_{i}", image_id=image_id, image_path=image, **fields))
     if skipped:
-        log.warning("manifest %s: %d row(s) skipped, image missing: %s%s", csv_path, len(skipped),
-                    "; ".join(skipped[:20]), " ..." if len(skipped) > 20 else "")
+        log.warning("manifest %s: %d row(s) name a missing image (reported as skipped): %s%s", csv_path,
+                    len(skipped), "; ".join(skipped[:20]), " ..." if len(skipped) > 20 else "")
     if not records:
-        raise DatasetError("no usable row (every image is missing)" if skipped else "the manifest has no rows", csv_path)
+        raise DatasetError("the manifest has no rows", csv_path)
+    if len(skipped) == len(records):
+        raise DatasetError("no usable row (every image is missing)", csv_path)
     return records
+
+
+#: Other names of the box columns accepted by :func:`load_roi_table` (``path,x,y,w,h``).
+_SHORT_BOX = dict(zip(("x", "y", "w", "h"), BOX))
+
+
+def load_roi_table(
+    csv_file: str | PathLike[str], allow_outside: bool = False
+) -> tuple[list[tuple[str, Path, Roi]], list[tuple[str, str]]]:
+    """Read a lesion table for batch prediction: one row per lesion, several rows may share an image.
+
+    Columns: ``path`` (relative to the CSV's folder, like a manifest) and one lesion
+    form: ``cx, cy, r`` (circle), ``x, y, w, h`` or ``box_x, box_y, box_w, box_h``
+    (box, top-left corner), or ``mask_path``; image pixels, x from the left, y from
+    the top. A row with no lesion columns filled scores the whole breast. Other
+    columns (``label``, ``patient_id`` ...) are ignored, so a manifest is a valid table.
+
+    Parameters
+    ----------
+    csv_file : str or PathLike
+        The CSV file.
+    allow_outside : bool, default False
+        Accept absolute paths and paths leaving the CSV's folder.
+
+    Returns
+    -------
+    (rows, bad)
+        ``rows``: ``(where, image path, Roi)`` per good row, ``where`` such as
+        ``"rois.csv row 3 (line 4)"``; ``bad``: ``(where, reason)`` per malformed
+        row. A bad row never stops the others.
+
+    Raises
+    ------
+    DatasetError
+        The file cannot be read, has no ``path`` column, or has no row.
+    """
+    csv_path = Path(csv_file)
+    if not csv_path.is_file():
+        raise DatasetError("ROI table not found", csv_path)
+    rows = _read_rows(csv_path, ("path",))
+    good: list[tuple[str, Path, Roi]] = []
+    bad: list[tuple[str, str]] = []
+    for i, (line, row) in enumerate(rows, start=1):
+        if not any(row.values()):
+            continue
+        where = f"{csv_path.name} row {i} (line {line})"
+        for short, long in _SHORT_BOX.items():
+            if row.get(short, "") and not row.get(long, ""):
+                row[long] = row.pop(short)
+        try:
+            image = _safe_path(csv_path.parent, row["path"], allow_outside, where, "path", csv_path)
+            good.append((where, image, _roi(row, csv_path.parent, allow_outside, where, csv_path)))
+        except DatasetError as exc:
+            bad.append((where, exc.reason.removeprefix(f"{where}: ")))
+    if not good and not bad:
+        raise DatasetError("the ROI table has no rows", csv_path)
+    return good, bad

@@ -286,7 +286,8 @@ def compare_modes(
         proto = f"patient-grouped stratified {folds}-fold CV × {repeats} repeats (seed {seed})"
         ours.append(our_row(f"mammocadx, {mode} mode", dataset, proto, {k: m["summary"][k]["mean"] for k in METRICS}, ci))
     if curves:
-        plot_mean_rocs(curves, out / "roc_modes.png", title=f"{dataset}: mean ROC over folds")
+        plot_mean_rocs(curves, out / "roc_modes.png", title=f"{dataset}: mean ROC over folds",
+                       pooled_auc={k: v["summary"]["auc"]["mean"] for k, v in results["modes"].items()})
         results["mean_roc_png"] = "roc_modes.png"
     rows = table4(ours)
     write_table4(rows, out)

@@ -72,6 +72,11 @@ class CVResult:
         """One line per metric: ``auc  0.612 ± 0.031 (repeats: 5)``."""
         lines = []
         for m, s in self.summary().items():
+            if s["n"] == 0:  # NaN in every repeat: say why instead of printing "nan ± nan"
+                why = {"precision": "no positive calls", "f1": "no positive calls",
+                       "auc": "one class only"}.get(m, "no case to compute it on")
+                lines.append(f"{m:<12} undefined ({why} in every repeat)")
+                continue
             lines.append(f"{m:<12} {s['mean']:.3f} ± {s['sd']:.3f}  (min {s['min']:.3f}, max {s['max']:.3f}, n={s['n']})")
         return "\n".join(lines)
 
@@ -197,17 +202,20 @@ def run_splits(
                                  splits[0].repeat == keep_heads_of_repeat, inner_oof_folds))
         jobs = _auto_jobs(time.perf_counter() - t0, len(splits) - 1) if n_jobs is None else max(1, int(n_jobs))
         rest = splits[1:]
+        from mammocadx.utils.progress import progress
+
         if jobs > 1 and rest:
             from joblib import Parallel, delayed
 
             log.info("fitting %d folds on %d cores", len(rest), jobs)
-            fitted.extend(Parallel(n_jobs=jobs, backend="loky")(
+            results = Parallel(n_jobs=jobs, backend="loky", return_as="generator")(
                 delayed(_fit_split)(X, y, groups, sp, head_factory, threshold, sp.repeat == keep_heads_of_repeat,
                                     inner_oof_folds)
-                for sp in rest))
+                for sp in rest)
         else:
-            fitted.extend(_fit_split(X, y, groups, sp, head_factory, threshold, sp.repeat == keep_heads_of_repeat,
-                                     inner_oof_folds) for sp in rest)
+            results = (_fit_split(X, y, groups, sp, head_factory, threshold, sp.repeat == keep_heads_of_repeat,
+                                  inner_oof_folds) for sp in rest)
+        fitted.extend(progress(results, total=len(rest), desc="fitting folds", unit="fold"))
     preds: list[FoldPrediction] = []
     per_fold: list[dict[str, Any]] = []
     fold_info: list[dict[str, Any]] = []

@@ -89,7 +89,9 @@ def explain_evaluation(ev: Evaluation, out_dir: Path, per_group: int = 2, deleti
 
     gallery = []
     out_dir.mkdir(parents=True, exist_ok=True)
-    for g, p in picks:
+    from mammocadx.utils.progress import progress
+
+    for g, p in progress(picks, total=len(picks), desc="Grad-CAM gallery", unit="lesion"):
         cadx = models[p.fold]
         r = recs[p.index]
         ex, rois, kept, _ = explain_records(cadx, [r])

@@ -169,7 +169,8 @@ def write_run(ev: Evaluation, out_dir: str | Path, command: str | None = None, t
             by_fold.setdefault((p.repeat, p.fold), []).append(p)
         curves = [(y[[p.index for p in rows]], np.array([p.score for p in rows])) for rows in by_fold.values()]
         name = title or f"{ev.dataset} — {ev.cadx.config.mode} mode"
-        plot_roc(curves, tmp / "roc.png", title=f"ROC per fold and mean: {name}")
+        plot_roc(curves, tmp / "roc.png", title=f"ROC per fold and mean: {name}",
+                 pooled_auc=metrics["summary"]["auc"]["mean"])
         plot_confusion(metrics["confusion_mean_over_repeats"], tmp / "confusion.png",
                        title="Confusion matrix (mean over repeats)")
         from mammocadx.evaluate.calibration_report import write_posthoc_figures

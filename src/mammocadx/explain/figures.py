@@ -94,7 +94,9 @@ def panel_figure(
     axes[0].imshow(roi_grey, cmap="gray", vmin=0, vmax=1)
     axes[0].set_title("original ROI")
     axes[1].imshow(np.clip(roi_rgb, 0, 1))
-    axes[1].set_title("pseudocolour ROI")
+    # Grey modes replicate one channel three times: name what the CNN really saw.
+    grey_input = bool(np.array_equal(roi_rgb[..., 0], roi_rgb[..., 1]) and np.array_equal(roi_rgb[..., 1], roi_rgb[..., 2]))
+    axes[1].set_title("grey ROI (CNN input)" if grey_input else "pseudocolour ROI (CNN input)")
     im = axes[2].imshow(heat, **kw)
     axes[2].set_title("Grad-CAM (signed)" if signed else f"Grad-CAM: {cbar_label.split(' (')[0]}")
     alpha = np.clip(np.abs(heat), 0, 1) * (0.7 if signed else 0.6)

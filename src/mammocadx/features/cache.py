@@ -189,5 +189,5 @@ class FeatureCache:
         for sub in subs:
             if sub.is_dir():
                 shutil.rmtree(sub, ignore_errors=True)
-        log.info("feature cache %s cleared (%d entries)", self.root, before.entries)
+        log.debug("feature cache %s cleared (%d entries)", self.root, before.entries)
         return before

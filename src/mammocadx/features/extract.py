@@ -594,13 +594,12 @@ class FeatureExtractor:
         out = np.empty((n, self.feature_dim), dtype=np.float32)
         if n == 0:
             return out
-        from tqdm.auto import tqdm
+        from mammocadx.utils.progress import progress
 
         todo = np.arange(n)
         keys: list[str] = []
         digests: list[str] = []
-        bar = tqdm(total=n, desc=f"features ({self.backbone_name})", unit="ROI", disable=not self.progress,
-                   leave=False)
+        bar = progress(total=n, desc=f"features ({self.backbone_name})", unit="ROI", enabled=self.progress)
         try:
             if self.cache is not None:
                 digests = [array_digest(rgb[i]) for i in range(n)]

@@ -147,11 +147,10 @@ class LesionFeaturizer:
         by_image: dict[Path, list[int]] = defaultdict(list)
         for i, r in enumerate(records):
             by_image[Path(r.image_path)].append(i)
-        from tqdm.auto import tqdm
+        from mammocadx.utils.progress import progress
 
-        show = logging.getLogger("mammocadx").getEffectiveLevel() <= logging.INFO
         cfg = self.roi_config
-        for path, idxs in tqdm(by_image.items(), desc="ROIs", unit="image", disable=not show or not by_image, leave=False):
+        for path, idxs in progress(by_image.items(), total=len(by_image), desc="ROIs", unit="image"):
             first = records[idxs[0]]
             try:
                 pixels, mask = self.prepare_image(read_image(path), first.view, first.laterality)

@@ -111,18 +111,27 @@ def write_preview(image: ImageData, out_dir: Path, name: str, max_side: int = 10
     return target
 
 
-def expand_inputs(paths: list[Path]) -> list[tuple[Path, bool]]:
-    """Files to inspect: named files as given; folders walked, keeping files whose content is an image.
+def expand_inputs(paths: list[Path], skipped: list[tuple[Path, str]] | None = None) -> list[tuple[Path, bool]]:
+    """Files to read: named files as given; folders walked, keeping files whose content is an image.
 
-    Returns ``(path, named)`` pairs; a named file that is not an image is still inspected (and fails).
+    Returns ``(path, named)`` pairs; a named file that is not an image is still
+    returned (and fails when read). A file inside a folder that is not kept (not
+    an image, empty, hidden) is appended to ``skipped`` as ``(path, reason)``
+    when a list is given, so the caller can account for every file.
     """
     out: list[tuple[Path, bool]] = []
     for p in paths:
         if p.is_dir():
-            for f in sorted(q for q in p.rglob("*") if q.is_file() and not q.name.startswith(".")):
+            for f in sorted(q for q in p.rglob("*") if q.is_file()):
+                if any(part.startswith(".") for part in f.relative_to(p).parts):
+                    if skipped is not None:
+                        skipped.append((f, "hidden file or folder (name starts with '.')"))
+                    continue
                 try:
                     sniff_format(f)
-                except ImageReadError:
+                except ImageReadError as exc:
+                    if skipped is not None:
+                        skipped.append((f, exc.reason))
                     continue
                 out.append((f, False))
         else:

@@ -15,8 +15,9 @@ A saved model is a folder of four files and nothing else::
 
 The card also records the hashes of ``head.json`` and ``arrays.npz`` (under
 ``files``), so a card printed in a paper or a report identifies the exact fitted
-numbers. :func:`model_fingerprint` (SHA-256 of ``checksums.sha256``) identifies
-the whole folder in one string; pass it to :func:`load_model` as
+numbers. :func:`model_fingerprint` (SHA-256 of the card without its creation time,
+which holds the other files' hashes) identifies the model in one string, the
+same for two identical training runs; pass it to :func:`load_model` as
 ``expected_fingerprint`` to check a model against a published value.
 
 Why not pickle/joblib: loading a pickle runs code chosen by whoever wrote the
@@ -137,11 +138,26 @@ _N_PROBE = 8
 # ---------------------------------------------------------------------------
 
 def model_fingerprint(path: str | PathLike[str]) -> str:
-    """One SHA-256 that identifies a saved model folder (hash of its ``checksums.sha256``).
+    """One SHA-256 that identifies what a saved model is: its card (less the creation time), head and arrays.
 
-    It changes when any byte of the card, the head or the arrays changes.
+    The card records the hashes of ``head.json`` and ``arrays.npz``, so this
+    changes when any fitted number, parameter or card field changes, but not
+    with ``created_utc``: two identical training runs give the same fingerprint.
+
+    Raises
+    ------
+    ModelIntegrityError
+        ``model.json`` is missing or not JSON.
     """
-    return sha256_file(Path(path) / CHECKSUMS_FILE)
+    path = Path(path)
+    try:
+        card = json.loads((path / CARD_FILE).read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ModelIntegrityError(f"cannot read {CARD_FILE} ({exc})", path) from exc
+    if not isinstance(card, dict):
+        raise ModelIntegrityError(f"{CARD_FILE} is not a JSON object", path)
+    card.pop("created_utc", None)
+    return hashlib.sha256(json.dumps(card, sort_keys=True, ensure_ascii=True).encode("ascii")).hexdigest()
 
 
 # ---------------------------------------------------------------------------
@@ -396,6 +412,15 @@ def _head_summary(head: Pipeline) -> dict[str, Any]:
 # public API
 # ---------------------------------------------------------------------------
 
+def is_model_folder(path: str | PathLike[str]) -> bool:
+    """Whether ``path`` is a folder holding a saved model's files and nothing else (contents not checked)."""
+    path = Path(path)
+    if not path.is_dir() or path.is_symlink():
+        return False
+    entries = {p.name for p in path.iterdir()}
+    return CHECKSUMS_FILE in entries and CARD_FILE in entries and entries <= set(MODEL_FILES) | set(OPTIONAL_FILES)
+
+
 def save_model(path: str | PathLike[str], head: Pipeline, card: Mapping[str, Any], *,
                overwrite: bool = True, network: Mapping[str, np.ndarray] | None = None) -> Path:
     """Write a fitted head and its model card to a folder, atomically, without pickle.
@@ -447,9 +472,7 @@ def save_model(path: str | PathLike[str], head: Pipeline, card: Mapping[str, Any
             raise ModelError("already exists (pass overwrite=True to replace it)", path)
         if not path.is_dir() or path.is_symlink():
             raise ModelError("exists and is not a model folder; refusing to replace it", path)
-        entries = {p.name for p in path.iterdir()}
-        if entries and not (CHECKSUMS_FILE in entries and CARD_FILE in entries
-                            and entries <= set(MODEL_FILES) | set(OPTIONAL_FILES)):
+        if any(path.iterdir()) and not is_model_folder(path):
             raise ModelError("exists and holds files that are not a mammocadx model; refusing to replace it", path)
 
     store = _ArrayStore()
@@ -502,7 +525,7 @@ def save_model(path: str | PathLike[str], head: Pipeline, card: Mapping[str, Any
             (tmp / name).write_bytes(contents[name])
         # Written last: a folder without it is never trusted by load_model.
         (tmp / CHECKSUMS_FILE).write_text(checksums, encoding="ascii")
-    log.info("saved model to %s (fingerprint %s)", path, hashlib.sha256(checksums.encode()).hexdigest()[:12])
+    log.info("saved model to %s (fingerprint %s)", path, model_fingerprint(path)[:12])
     return path
 
 
@@ -614,7 +637,7 @@ def load_model(path: str | PathLike[str], *, expected_fingerprint: str | None = 
     """
     path = Path(path)
     if not path.is_dir():
-        raise ModelError("not found or not a folder (a model is a folder written by save_model)", path)
+        raise ModelError("not found or not a folder (a model is a folder written by 'mammocadx train --model-out DIR')", path)
     present = {p.name: p for p in path.iterdir()}
     unknown = sorted(set(present) - set(MODEL_FILES) - set(OPTIONAL_FILES))
     if unknown:

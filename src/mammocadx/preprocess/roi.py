@@ -95,6 +95,11 @@ def roi_square(roi: Roi, shape: tuple[int, int], config: RoiConfig, mask: np.nda
             return cx, cy, max(extent, float(config.min_side))
     if not (0 <= cx < cols and 0 <= cy < rows):
         raise RoiError(f"lesion centre ({cx:.1f}, {cy:.1f}) lies outside the {cols}x{rows} image")
+    if extent > 2 * max(rows, cols):
+        raise RoiError(f"lesion size {extent:.0f} px is more than twice the {cols}x{rows} image; check the ROI "
+                       "(X,Y,R takes a radius, X,Y,W,H a width and height, in image pixels)")
+    if extent > max(rows, cols):
+        log.warning("lesion size %.0f px exceeds the %dx%d image: the crop is mostly padding", extent, cols, rows)
     side = max(extent * config.context, float(config.min_side))
     return float(cx), float(cy), float(side)
 
