@@ -35,8 +35,9 @@ def add_dataset_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--data", metavar="DIR",
                    help="dataset folder (or manifest CSV); for synthetic, where the cohort is generated "
                         "(default: the user cache)")
-    g.add_argument("--subset", choices=("mass", "calc", "all"), default="mass",
-                   help="CBIS-DDSM abnormality subset (default: mass, as the paper)")
+    g.add_argument("--subset", choices=("mass", "calc", "all"), default=None,
+                   help="abnormality subset: CBIS-DDSM (default: mass, as the paper) and mini-MIAS (mass = "
+                        "circumscribed, spiculated and ill-defined masses; calc = calcifications; default: all)")
     g.add_argument("--allow-outside", action="store_true",
                    help="manifest: accept absolute image paths and paths outside the manifest's folder")
 
@@ -74,7 +75,11 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
 def dataset_options(args: argparse.Namespace) -> dict:
     """Reader keyword options from parsed arguments."""
     if args.dataset == "cbis-ddsm":
-        return {"subset": args.subset}
+        return {"subset": args.subset or "mass"}
+    if args.dataset == "mias" and args.subset not in (None, "all"):
+        from mammocadx.datasets.mias import MASS_CLASSES
+
+        return {"classes": set(MASS_CLASSES) if args.subset == "mass" else {"CALC"}}
     if args.dataset == "manifest" and getattr(args, "allow_outside", False):
         return {"allow_outside": True}
     return {}

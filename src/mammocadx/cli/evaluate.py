@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from mammocadx.cli.common import add_dataset_options, add_model_options, build_cadx, command_line, dataset_options
+from mammocadx.cli.common import (DATASETS, add_dataset_options, add_model_options, build_cadx, command_line,
+                                  dataset_options)
 from mammocadx.io.paths import OUTPUT_POLICY_HELP
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("protocol")
     g.add_argument("--split", choices=("kfold", "official"), default="kfold",
                    help="kfold: patient-grouped stratified k-fold; official: the dataset's train/test split (default: kfold)")
+    g.add_argument("--train-dataset", choices=DATASETS, default=None,
+                   help="external validation: fit once on every lesion of this dataset and test on every lesion of "
+                        "--dataset (no cross-validation; --split, --folds and --repeats do not apply)")
+    g.add_argument("--train-data", metavar="DIR", default=None, help="folder (or manifest CSV) of --train-dataset")
     g.add_argument("--folds", type=int, default=5, help="number of folds (default: 5)")
     g.add_argument("--repeats", type=int, default=5, help="repeats with different shuffles (default: 5)")
     g.add_argument("--seed", type=int, default=0, help="random seed of the splits (default: 0)")
@@ -46,6 +51,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_options(t)
     t.add_argument("--split", choices=("all", "official"), default="all",
                    help="train on all lesions, or only on the official train split (default: all)")
+    t.add_argument("--cv", type=int, default=5, metavar="K",
+                   help="first cross-validate the same settings (patient-grouped K-fold, once) on the training "
+                        "lesions and store the metrics with their 95%% intervals in the model card, where "
+                        "'predict' and the web page show them; 0 = skip (default: 5)")
     t.add_argument("--model-out", required=True, metavar="DIR",
                    help="model folder to write: created if missing; an existing folder is used only if it is empty or "
                         "a saved mammocadx model (then replaced), otherwise the command refuses and nothing is deleted")
@@ -58,14 +67,28 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from mammocadx.evaluate.run import evaluate, write_run
     from mammocadx.io.paths import output_dir
 
+    from mammocadx.errors import ConfigError
+
+    if args.train_data is not None and args.train_dataset is None:
+        raise ConfigError("--train-data needs --train-dataset (external validation)")
+    if args.train_dataset not in (None, "synthetic") and args.train_data is None:
+        raise ConfigError(f"--train-dataset {args.train_dataset} needs --train-data (its folder or manifest)")
     with output_dir(args.out) as out:  # checked before the long work, not after
         records = load_dataset(args.dataset, args.data, **dataset_options(args))
         cadx = build_cadx(args)
-        ev = evaluate(cadx, records, protocol=args.split, folds=args.folds, repeats=args.repeats, seed=args.seed,
-                      dataset=args.dataset)
+        protocol, dataset = args.split, args.dataset
+        if args.train_dataset is not None:
+            from mammocadx.evaluate.external import combine_external
+
+            train_args = argparse.Namespace(**{**vars(args), "dataset": args.train_dataset, "subset": None})
+            train = load_dataset(args.train_dataset, args.train_data, **dataset_options(train_args))
+            records = combine_external(train, records, args.train_dataset, args.dataset)
+            protocol, dataset = "external", f"{args.train_dataset} -> {args.dataset}"
+        ev = evaluate(cadx, records, protocol=protocol, folds=args.folds, repeats=args.repeats, seed=args.seed,
+                      dataset=dataset)
         out = write_run(ev, out, command=command_line(), gallery_per_group=args.gallery,
                         deletion_lesions=args.deletion)
-    print(f"{args.dataset}: {ev.result.protocol['n_lesions']} lesions, {ev.result.protocol['name']}")
+    print(f"{ev.dataset}: {ev.result.protocol['n_lesions']} lesions, {ev.result.protocol['name']}")
     print(ev.result.text())
     if ev.features.skipped:
         print(f"skipped {len(ev.features.skipped)} lesions (see {out}/skipped.csv)")
@@ -84,12 +107,25 @@ def run_train(args: argparse.Namespace) -> int:
     records = load_dataset(args.dataset, args.data, **dataset_options(args))
     if args.split == "official":
         records = [r for r in records if (r.split or "").lower() == "train"]
-    cadx = build_cadx(args)
+    from mammocadx.model.modes import RECOMMENDED_MODE
+
+    cadx = build_cadx(args, default_mode=RECOMMENDED_MODE)
     fs = cadx.featurize(records)
+    metrics = None
+    if args.cv:
+        from mammocadx.evaluate.run import card_metrics, evaluate
+
+        ev = evaluate(cadx, fs.records, folds=args.cv, repeats=1, seed=0, dataset=args.dataset, features=fs,
+                      inner_oof_folds=0)
+        metrics = card_metrics(ev)
+        print(f"cross-validated ({args.cv}-fold, patient-grouped): AUC {metrics['auc']:.3f} "
+              f"[95% CI {metrics['auc_ci95'][0]:.3f}-{metrics['auc_ci95'][1]:.3f}]")
     cadx.fit_features(fs)
+    cadx.card["metrics"] = metrics
     cadx.card["training_data"]["dataset"] = args.dataset
     cadx.card["command"] = command_line()
     out = cadx.save(model_out)
-    print(f"trained on {len(fs.records)} lesions ({int(fs.y.sum())} malignant), skipped {len(fs.skipped)}")
+    print(f"{cadx.config.mode} mode: trained on {len(fs.records)} lesions ({int(fs.y.sum())} malignant), "
+          f"skipped {len(fs.skipped)}")
     print(f"model folder: {out}")
     return 0

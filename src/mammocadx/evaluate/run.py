@@ -89,6 +89,30 @@ def evaluate(
     return Evaluation(result=result, features=fs, cadx=cadx, dataset=dataset)
 
 
+def card_metrics(ev: Evaluation) -> dict[str, Any]:
+    """The validated performance a model card carries: protocol, each headline metric's mean and 95 % CI.
+
+    The intervals are the patient-bootstrap ones of ``metrics.json``; the web page
+    and ``predict`` show them next to a score.
+    """
+    from mammocadx.evaluate.bootstrap import bootstrap_ci, cv_arrays
+
+    r = ev.result
+    y, g = ev.features.y, ev.features.groups
+    S, P, idx = cv_arrays(r.predictions, len(y))
+    ci = bootstrap_ci(y[idx], S, P, g[idx], n_boot=2000, seed=int(r.protocol.get("seed", 0)))
+    summary = r.summary()
+    proto = r.protocol
+    text = f"{proto['name']}, {proto.get('folds', 1)} fold(s) x {proto.get('repeats', 1)}, {ev.dataset}"
+    out: dict[str, Any] = {"protocol": text, "n_lesions": int(proto["n_lesions"]),
+                           "n_patients": int(proto["n_patients"])}
+    for m in ("auc", "accuracy", "sensitivity", "specificity"):
+        out[m] = summary[m]["mean"]
+        if m in ci:
+            out[f"{m}_ci95"] = [float(v) for v in ci[m]]
+    return json_data(out)
+
+
 def metrics_dict(ev: Evaluation, command: str | None = None) -> dict[str, Any]:
     """The content of ``metrics.json``."""
     from mammocadx.evaluate.bootstrap import bootstrap_ci, cv_arrays
