@@ -57,6 +57,15 @@ class Roi:
             return "mask"
         return "none"
 
+    @property
+    def area(self) -> float | None:
+        """The ROI's area in image pixels (circle or box; None for a mask or no ROI)."""
+        if self.circle is not None:
+            return float(np.pi * self.circle[2] ** 2)
+        if self.box is not None:
+            return float(self.box[2] * self.box[3])
+        return None
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form (used in reports and model cards)."""
         return {

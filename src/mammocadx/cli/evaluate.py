@@ -55,6 +55,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="first cross-validate the same settings (patient-grouped K-fold, once) on the training "
                         "lesions and store the metrics with their 95%% intervals in the model card, where "
                         "'predict' and the web page show them; 0 = skip (default: 5)")
+    t.add_argument("--operating-point", metavar="TARGET", default=None,
+                   help="set the model's threshold to reach TARGET, sensitivity=0.90 or specificity=0.90, on "
+                        "out-of-sample scores of the training lesions (inner out-of-fold; fine-tuned: its held-out "
+                        "inner-validation lesions), recorded in the model card (default: the head's own threshold)")
     t.add_argument("--model-out", required=True, metavar="DIR",
                    help="model folder to write: created if missing; an existing folder is used only if it is empty or "
                         "a saved mammocadx model (then replaced), otherwise the command refuses and nothing is deleted")
@@ -102,6 +106,10 @@ def run_train(args: argparse.Namespace) -> int:
     from mammocadx.io.paths import claim_output_dir
     from mammocadx.model.persist import is_model_folder
 
+    if args.operating_point is not None:
+        from mammocadx.model.operating_point import parse_operating_point
+
+        parse_operating_point(args.operating_point)  # a typo fails before the long work
     model_out = claim_output_dir(args.model_out, option="--model-out", owned=is_model_folder, marker=False,
                                  create=False)
     records = load_dataset(args.dataset, args.data, **dataset_options(args))
@@ -121,11 +129,22 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"cross-validated ({args.cv}-fold, patient-grouped): AUC {metrics['auc']:.3f} "
               f"[95% CI {metrics['auc_ci95'][0]:.3f}-{metrics['auc_ci95'][1]:.3f}]")
     cadx.fit_features(fs)
+    cadx.fit_answers(fs, operating_point=args.operating_point)
     cadx.card["metrics"] = metrics
     cadx.card["training_data"]["dataset"] = args.dataset
     cadx.card["command"] = command_line()
     out = cadx.save(model_out)
     print(f"{cadx.config.mode} mode: trained on {len(fs.records)} lesions ({int(fs.y.sum())} malignant), "
           f"skipped {len(fs.skipped)}")
+    ans = cadx.card["answers"]
+    print(f"calibrated probability: {ans['calibrator']['kind']} on {ans['scores']}; "
+          f"'uncertain' when the {100 * (1 - ans['conformal']['alpha']):g}% conformal set holds both classes")
+    op = cadx.card.get("operating_point")
+    if op:
+        print(f"operating point {', '.join(f'{k}={v:g}' for k, v in op['target'].items())}: threshold "
+              f"{op['threshold']:+.4f} (head's own {op['head_threshold']:+.4f}); on those training scores "
+              f"sensitivity {op['sensitivity']:.3f}, specificity {op['specificity']:.3f}")
+    print(f"out-of-distribution guard: feature distance > {cadx.card['ood']['threshold']:.1f}, image size, bit depth, "
+          "texture and ROI size checked against the training lesions")
     print(f"model folder: {out}")
     return 0

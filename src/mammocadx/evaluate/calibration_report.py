@@ -78,12 +78,8 @@ def breast_key(rec: LesionRecord) -> str:
 
 
 def roi_area(rec: LesionRecord) -> float | None:
-    """The lesion ROI's area in image pixels (circle or box; None for a mask or no ROI)."""
-    if rec.roi.circle is not None:
-        return float(np.pi * rec.roi.circle[2] ** 2)
-    if rec.roi.box is not None:
-        return float(rec.roi.box[2] * rec.roi.box[3])
-    return None
+    """The lesion ROI's area in image pixels (circle or box; None for a mask or no ROI): ``rec.roi.area``."""
+    return rec.roi.area
 
 
 def subgroup_labels(records: Sequence[LesionRecord]) -> dict[str, list[str | None]]:

@@ -27,9 +27,11 @@ from threadpoolctl import threadpool_limits
 from mammocadx.errors import ConfigError, ModelError
 from mammocadx.features.featurizer import FeatureSet, LesionFeaturizer
 from mammocadx.io.images import read_image
+from mammocadx.model.answers import AnswerLayer
 from mammocadx.model.config import CADxConfig, resolve
 from mammocadx.model.heads import HEADS, HeadFactory
 from mammocadx.model.modes import FEATURES_HEAD, FINETUNE, get_mode
+from mammocadx.model.ood import OODGuard
 from mammocadx.preprocess.roi import RoiConfig, RoiGeometry
 from mammocadx.records import LABEL_NAMES, ImageData, LesionRecord, Roi
 from mammocadx.utils.determinism import fingerprint_records
@@ -71,6 +73,14 @@ class Prediction:
         ``(cx, cy, side)`` of the square ROI in image pixels (a tuple; ``crop.place(map, shape)`` inverts the cut).
     features : ndarray (D,)
         The pooled CNN features.
+    probability : float or None
+        Calibrated probability of malignancy (None: the model was saved without a calibrator).
+    answer : str or None
+        ``"benign"``, ``"malignant"`` or ``"uncertain"`` (the conformal set holds both classes, or neither).
+    conformal_set : list of str or None
+        The classes the conformal set at the model's ``alpha`` keeps.
+    ood_reasons : list of str or None
+        Why the input is unlike the training data (empty: nothing unusual; None: the model has no guard).
     """
 
     score: float
@@ -80,10 +90,21 @@ class Prediction:
     roi_rgb: np.ndarray
     crop: RoiGeometry
     features: np.ndarray
+    probability: float | None = None
+    answer: str | None = None
+    conformal_set: list[str] | None = None
+    ood_reasons: list[str] | None = None
+
+    @property
+    def ood(self) -> bool | None:
+        """Whether the input is out of distribution (None: the model has no guard)."""
+        return None if self.ood_reasons is None else bool(self.ood_reasons)
 
     def to_dict(self) -> dict[str, Any]:
-        """Score, label, threshold and crop (no arrays)."""
-        return {"score": self.score, "label": self.label, "threshold": self.threshold, "crop": list(self.crop)}
+        """Score, label, threshold, crop, probability, answer, conformal set and OOD flag (no arrays)."""
+        return {"score": self.score, "label": self.label, "threshold": self.threshold, "crop": list(self.crop),
+                "probability": self.probability, "answer": self.answer, "conformal_set": self.conformal_set,
+                "ood": self.ood, "ood_reasons": self.ood_reasons}
 
 
 class CADx:
@@ -106,6 +127,8 @@ class CADx:
         self.config = config or CADxConfig()
         self.head_: Any = None
         self.card: dict[str, Any] = {}
+        self.answers_: AnswerLayer | None = None
+        self.ood_: OODGuard | None = None
         self.featurizer = LesionFeaturizer(**self.config.feature_settings())
 
     # ----------------------------------------------------------------- construction
@@ -165,6 +188,7 @@ class CADx:
         with threadpool_limits(limits=1, user_api="blas"):  # small problem: see evaluate.crossval
             head.fit(fs.X, y, groups=fs.groups)
         self.head_ = head
+        self.answers_, self.ood_ = None, None
         self.card = self._card(fs, seed)
         return self
 
@@ -175,6 +199,47 @@ class CADx:
     def fit(self, records: Sequence[LesionRecord], seed: int | None = None) -> "CADx":
         """Fit on all of ``records``."""
         return self._fit_kind(records, None, seed)
+
+    def fit_answers(self, fs: FeatureSet, operating_point: str | None = None, alpha: float | None = None,
+                    seed: int = 0) -> "CADx":
+        """After fitting on ``fs``: calibrated probability, operating point, conformal "uncertain" and OOD guard.
+
+        All fitted on the training rows ``fs`` only (:func:`mammocadx.model.answer_fit.fit_answers`: inner
+        out-of-fold scores for frozen kinds, the network's held-out inner-validation scores when fine-tuned).
+
+        Parameters
+        ----------
+        fs : FeatureSet
+            The rows the model was fitted on (``featurize`` of the training records).
+        operating_point : str, optional
+            ``"sensitivity=0.90"`` or ``"specificity=0.90"``: the model's threshold becomes the one that
+            reaches it on those scores (recorded in the card); None keeps the head's own threshold.
+        alpha : float, optional
+            Conformal miscoverage (default :data:`~mammocadx.model.answer_fit.DEFAULT_ALPHA`).
+        """
+        from mammocadx.model.answer_fit import DEFAULT_ALPHA, fit_answers
+
+        self._check_fitted()
+        if self.card.get("training_data", {}).get("n_lesions") != len(fs.records):
+            raise ModelError("fit_answers needs the rows the model was fitted on")
+        features = fs.X
+        if self.kind == FINETUNE:
+            features = self.head_.pooled_features(fs.X)
+        head_threshold = self.threshold
+        answers, guard, how = fit_answers(self.head_, fs, self.head_factory(), features,
+                                          operating_point=operating_point,
+                                          alpha=DEFAULT_ALPHA if alpha is None else alpha, seed=seed)
+        if answers.threshold is not None:
+            self.head_.threshold_ = float(answers.threshold)
+            self.card["threshold"] = self.threshold
+            self.card["operating_point"] = {
+                "target": answers.operating_point, "threshold": self.threshold, "head_threshold": head_threshold,
+                "set_on": how["scores"], **(answers.record or {}).get("training_rates_at_threshold", {})}
+        self.answers_, self.ood_ = answers, guard
+        ood = {k: v for k, v in guard.to_dict().items() if not isinstance(v, np.ndarray)}
+        self.card["answers"] = {**answers.to_dict(), "scores": how["scores"], "n_rows": how["n_rows"]}
+        self.card["ood"] = ood
+        return self
 
     # ----------------------------------------------------------------- predict
     def _check_fitted(self) -> None:
@@ -217,8 +282,18 @@ class CADx:
         grey, crop = self.featurizer.roi_image(img, roi, view, laterality)
         scores, rgb, feats = self._score_rois(grey[None])
         score, thr = float(scores[0]), self.threshold
-        return Prediction(score=score, label=LABEL_NAMES[int(score > thr)], threshold=thr, roi_grey=grey,
-                          roi_rgb=rgb[0], crop=crop, features=feats[0])
+        label = LABEL_NAMES[int(score > thr)]
+        pred = Prediction(score=score, label=label, threshold=thr, roi_grey=grey, roi_rgb=rgb[0], crop=crop,
+                          features=feats[0])
+        if self.answers_ is not None:
+            a = self.answers_.answer([score], head_threshold=thr)[0]
+            pred.probability, pred.conformal_set = a["probability"], a["conformal_set"]
+            pred.answer = "uncertain" if a["uncertain"] else label
+        if self.ood_ is not None:
+            from mammocadx.model.answer_fit import image_facts
+
+            pred.ood_reasons = self.ood_.check(features=feats[0], roi_area=roi.area, **image_facts(img))
+        return pred
 
     # ----------------------------------------------------------------- card & files
     def _card(self, fs: FeatureSet, seed: int | None) -> dict[str, Any]:
@@ -270,8 +345,17 @@ class CADx:
 
             linear = Pipeline([("linear", self.head_.linear_head())])
             linear.threshold_ = float(self.head_.threshold_)
+            if self.ood_ is not None:
+                linear.ood_guard_ = self.ood_.to_dict()
             return save_model(Path(path), linear, self.card, network=self.head_.state_arrays())
-        return save_model(Path(path), self.head_, self.card)
+        if self.ood_ is None:
+            return save_model(Path(path), self.head_, self.card)
+        # The guard's arrays travel as a fitted attribute of the pipeline (arrays.npz), only while saving.
+        self.head_.ood_guard_ = self.ood_.to_dict()
+        try:
+            return save_model(Path(path), self.head_, self.card)
+        finally:
+            del self.head_.ood_guard_
 
     @staticmethod
     def _network_from(path: str | Path, linear: Any, card: dict[str, Any]) -> Any:
@@ -304,10 +388,18 @@ class CADx:
         except ConfigError as exc:
             raise ModelError(f"model card: {exc.reason}", path) from None
         cadx = cls(config)
+        guard = head.__dict__.pop("ood_guard_", None)
         if cadx.kind == FINETUNE:
             head = cadx._network_from(path, head, card)
         cadx.head_ = head
         cadx.card = card
+        try:  # models saved before issue 16 have neither: they score without probability or guard
+            cadx.answers_ = AnswerLayer.from_dict(card["answers"]) if card.get("answers") else None
+            cadx.ood_ = OODGuard.from_dict(guard) if guard else None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"model card: malformed answers or OOD guard ({exc})", path) from None
+        except ModelError as exc:
+            raise ModelError(f"model card: {exc.reason}", path) from None
         sha = card.get("backbone", {}).get("weights_sha256")
         if sha and getattr(cadx.extractor, "weights_sha256", sha) != sha:
             raise ModelError(
