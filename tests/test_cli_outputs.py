@@ -148,7 +148,7 @@ def test_predict_out_replaces_only_its_own_csv(model: Path, tmp_path: Path) -> N
     table = tmp_path / "scores.csv"
     assert main(["predict", str(model), str(img), "--roi", "100,100,20", "--out", str(table)]) == 0
     first = table.read_text()
-    assert first.startswith("path,roi,status,score,label,reason")
+    assert first.startswith("path,roi,status,score,label,probability,answer,ood,ood_reasons,reason")
     assert main(["predict", str(model), str(img), "--roi", "100,100,30", "--out", str(table)]) == 0
     assert table.read_text() != first  # our own file: replaced
     assert main(["predict", str(model), str(img), "--roi", "100,100,20", "--out", str(tmp_path)]) == 2  # a folder

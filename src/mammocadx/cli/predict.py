@@ -13,7 +13,9 @@ from mammocadx.io.paths import OUTPUT_POLICY_HELP
 log = logging.getLogger(__name__)
 
 #: Columns of ``predict --out``; its header line tells a CSV this command wrote (and may replace).
-FIELDS = ["path", "roi", "status", "score", "label", "reason"]
+FIELDS = ["path", "roi", "status", "score", "label", "probability", "answer", "ood", "ood_reasons", "reason"]
+#: Header lines of CSVs written by earlier versions (still recognised as ours, so they may be replaced).
+OLD_HEADERS = ("path,status,score,label,reason", "path,roi,status,score,label,reason")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,7 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"also write Grad-CAM figures of each decision into OUT_DIR ({OUTPUT_POLICY_HELP}); "
                         "inputs with the same file name get names from their folders")
     p.add_argument("--out", metavar="CSV",
-                   help="write one row per input (path, roi, status, score, label, reason); an existing file is "
+                   help="write one row per input (path, roi, status, score, label, probability, answer, ood, ood_reasons, "
+                        "reason); an existing file is "
                         "replaced only if it is a predictions CSV written by this command, never another file")
     p.add_argument("--dicom-out", metavar="DIR",
                    help="for DICOM inputs, also write a DICOM Structured Report (TID 1500) and a Grad-CAM overlay "
@@ -58,7 +61,7 @@ def _ours(path: Path) -> bool:
     """Whether ``path`` starts with the header line ``predict --out`` writes."""
     try:
         with path.open(encoding="utf-8", errors="replace") as fh:
-            return fh.readline().rstrip("\r\n") in (",".join(FIELDS), "path,status,score,label,reason")
+            return fh.readline().rstrip("\r\n") in (",".join(FIELDS), *OLD_HEADERS)
     except OSError:
         return False
 
@@ -110,7 +113,10 @@ def _score(cadx: object, jobs: list, explain_dir: Path | None, per_row: bool,
         row = {"path": str(path), "roi": roi_text}
         try:
             pred = cadx.predict(path, roi)
-            row.update(status="ok", score=f"{pred.score:.4f}", label=pred.label, reason="")
+            row.update(status="ok", score=f"{pred.score:.4f}", label=pred.label, reason="",
+                       probability="" if pred.probability is None else f"{pred.probability:.4f}",
+                       answer=pred.answer or "", ood="" if pred.ood is None else ("yes" if pred.ood else "no"),
+                       ood_reasons="; ".join(pred.ood_reasons or []))
             if explain_dir is not None:
                 from mammocadx.explain import explain_prediction
 
@@ -126,14 +132,35 @@ def _score(cadx: object, jobs: list, explain_dir: Path | None, per_row: bool,
             row.update(status="error", score="", label="", reason=str(exc))
         rows.append(row)
         if row["status"] == "ok":
-            print(f"{path} [{roi_text}]: {row['label']} (score {row['score']}, threshold {cadx.threshold:+.3f}; "
-                  "positive = towards malignant)")
+            print(_result_line(path, roi_text, row, cadx.threshold))
+            if row.get("ood") == "yes":
+                print(f"  OUT OF DISTRIBUTION (unlike the training images; the result may not apply): "
+                      f"{row['ood_reasons']}")
             for part in row["reason"].split("; "):
                 if part:
                     print(f"  {part.replace('explanation: ', 'Grad-CAM figures: ', 1)}")
         else:
             print(f"{path}: error: {row['reason']}", file=sys.stderr)
     return rows, failed
+
+
+def _result_line(path: object, roi_text: str, row: dict, threshold: float) -> str:
+    """One scored lesion: the label at the operating point, the calibrated probability when the model has one."""
+    head = f"{path} [{roi_text}]: {row['label']}"
+    if row.get("answer") == "uncertain":
+        head = f"{path} [{roi_text}]: uncertain ({row['label']} at the threshold, but the conformal set holds both classes)"
+    prob = f"probability of malignancy {float(row['probability']):.2f}, " if row.get("probability") else ""
+    return f"{head}: {prob}score {row['score']} (threshold {threshold:+.3f}; positive = towards malignant)"
+
+
+def metrics_line(card: dict) -> str | None:
+    """The model card's validated metrics (``train --cv``) in one line, or None when the card has none."""
+    m = card.get("metrics")
+    if not isinstance(m, dict) or m.get("auc") is None:
+        return None
+    ci = m.get("auc_ci95")
+    ci_text = f" [95% CI {ci[0]:.3f}-{ci[1]:.3f}]" if isinstance(ci, (list, tuple)) and len(ci) == 2 else ""
+    return f"model validated by {m.get('protocol', 'cross-validation')}: AUC {float(m['auc']):.3f}{ci_text}"
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -155,13 +182,16 @@ def run_predict(args: argparse.Namespace) -> int:
         prepare_output_dir(args.dicom_out)  # refuse a foreign folder before any work
     with output_dir(args.explain, option="--explain") if args.explain else contextlib.nullcontext() as explain_dir:
         cadx = CADx.load(args.model)
+        line = metrics_line(cadx.card)
+        if line:
+            print(line)
         jobs, decided = _jobs(args)
         rows, failed = _score(cadx, jobs, explain_dir, per_row=bool(args.rois), dicom_out=args.dicom_out,
                               model_dir=args.model)
     for row in decided:
         print(f"{row['path']}: {row['status']}: {row['reason']}", file=sys.stderr)
         failed += row["status"] == "error"
-    rows += [{"roi": "", "score": "", "label": "", **r} for r in decided]
+    rows += [{**{f: "" for f in FIELDS}, **r} for r in decided]
     if out_csv is not None:
         from mammocadx.io.atomic import atomic_write_csv
 
