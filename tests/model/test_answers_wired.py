@@ -95,3 +95,26 @@ def test_model_saved_without_answers_still_loads_and_predicts(smooth_cohort, tmp
     p = loaded.predict(smooth_cohort[0].image_path, smooth_cohort[0].roi)
     assert p.probability is None and p.answer is None and p.ood is None and p.label in ("benign", "malignant")
     assert "answers" not in loaded.card
+
+
+@pytest.mark.slow  # one fine-tuning (~40 s on 2 busy cores); the frozen kind above covers the rest
+def test_finetuned_model_uses_its_held_out_inner_validation_scores(smooth_cohort, tmp_path):
+    """No inner CV for a fine-tuned network (each fit fine-tunes): its inner-validation rows' scores are used."""
+    pytest.importorskip("torch")
+    from mammocadx.model.cadx import CADx
+    from mammocadx.model.operating_point import threshold_for
+
+    cadx = CADx.from_mode("finetune", input_size=64, epochs=1)
+    fs = cadx.featurize(smooth_cohort)
+    cadx.fit_features(fs, seed=0).fit_answers(fs, operating_point="sensitivity=0.90")
+    head = cadx.head_
+    rows = head.inner_split_[1]
+    assert cadx.card["answers"]["n_rows"] == len(rows) < len(smooth_cohort)
+    assert "inner-validation" in cadx.card["answers"]["scores"]
+    assert cadx.threshold == pytest.approx(threshold_for(head.val_scores_, fs.y[rows], sensitivity=0.90))
+    loaded = CADx.load(cadx.save(tmp_path / "ft"))
+    assert loaded.threshold == pytest.approx(cadx.threshold) and loaded.ood_ is not None
+    r = smooth_cohort[0]
+    a, b = cadx.predict(r.image_path, r.roi), loaded.predict(r.image_path, r.roi)
+    assert 0.0 <= b.probability <= 1.0 and b.probability == pytest.approx(a.probability, abs=1e-4)
+    assert b.ood_reasons == a.ood_reasons or b.ood == a.ood

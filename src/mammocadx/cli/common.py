@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import math
+from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 def parse_roi(text: str) -> tuple[float, ...]:
@@ -104,3 +108,17 @@ def command_line(argv: list[str] | None = None) -> str:
     import sys
 
     return "mammocadx " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+
+
+def fit_answers_or_warn(cadx: Any, fs: Any, operating_point: str | None = None) -> None:
+    """``cadx.fit_answers(fs, operating_point)``; when they cannot be fitted (e.g. a fine-tuned network's
+    inner-validation split is too small), the model is kept without them and a warning says why, unless an
+    operating point was asked for (then the error stands)."""
+    from mammocadx.errors import ModelError
+
+    try:
+        cadx.fit_answers(fs, operating_point=operating_point)
+    except ModelError as exc:
+        if operating_point is not None:
+            raise
+        log.warning("the model is saved without calibrated probability, 'uncertain' and OOD guard: %s", exc.reason)

@@ -5,7 +5,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from mammocadx.cli.common import command_line
+from mammocadx.cli.common import command_line, fit_answers_or_warn
 from mammocadx.io.paths import OUTPUT_POLICY_HELP
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,9 @@ def _demo_into(args: argparse.Namespace, out: Path) -> int:
 
     # A model for 'predict' and 'serve', fitted on the cohort's train split so the case below is unseen.
     train = [r for r in records if r.split == "train"]
-    cadx.fit(train)
+    fs = cadx.featurize(train)
+    cadx.fit_features(fs)
+    fit_answers_or_warn(cadx, fs)
     cadx.card["training_data"]["dataset"] = "synthetic (train split)"
     cadx.card["training_data"]["seed"] = args.seed
     cadx.card["metrics"] = metrics

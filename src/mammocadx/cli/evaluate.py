@@ -5,7 +5,7 @@ import argparse
 import logging
 
 from mammocadx.cli.common import (DATASETS, add_dataset_options, add_model_options, build_cadx, command_line,
-                                  dataset_options)
+                                  dataset_options, fit_answers_or_warn)
 from mammocadx.io.paths import OUTPUT_POLICY_HELP
 
 log = logging.getLogger(__name__)
@@ -129,14 +129,17 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"cross-validated ({args.cv}-fold, patient-grouped): AUC {metrics['auc']:.3f} "
               f"[95% CI {metrics['auc_ci95'][0]:.3f}-{metrics['auc_ci95'][1]:.3f}]")
     cadx.fit_features(fs)
-    cadx.fit_answers(fs, operating_point=args.operating_point)
+    fit_answers_or_warn(cadx, fs, args.operating_point)
     cadx.card["metrics"] = metrics
     cadx.card["training_data"]["dataset"] = args.dataset
     cadx.card["command"] = command_line()
     out = cadx.save(model_out)
     print(f"{cadx.config.mode} mode: trained on {len(fs.records)} lesions ({int(fs.y.sum())} malignant), "
           f"skipped {len(fs.skipped)}")
-    ans = cadx.card["answers"]
+    ans = cadx.card.get("answers")
+    if not ans:
+        print(f"model folder: {out}")
+        return 0
     print(f"calibrated probability: {ans['calibrator']['kind']} on {ans['scores']}; "
           f"'uncertain' when the {100 * (1 - ans['conformal']['alpha']):g}% conformal set holds both classes")
     op = cadx.card.get("operating_point")
