@@ -117,6 +117,9 @@ def test_png_upload_preview_and_predict(client, pixels, fake):
     rep = out["report"]
     assert rep["input"]["sha256"] == info["sha256"]
     assert rep["result"] == {"score": out["score"], "threshold": 0.0, "label": "malignant", "explained": True}
+    # a predictor without calibrator, conformal sets or OOD guard (a model saved before issue 16): null fields,
+    # nothing in the case report (test_web_cadx.py checks them with a model that has them)
+    assert out["probability"] is None and out["answer"] is None and out["ood"] is None and out["ood_reasons"] == []
     assert rep["model"] == {"id": "fake-test-model", "version": "0.0-test"}
     assert rep["roi"]["given"] == {"kind": "circle", "cx": cx, "cy": cy, "r": r_}
     assert rep["created_utc"].endswith("+00:00")

@@ -31,7 +31,8 @@ from mammocadx.web import create_app  # noqa: E402
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """A paper-mode model (PCA 4) fitted on 6 synthetic patients' training images, and one held-out case."""
+    """A paper-mode model (PCA 4) fitted on 6 synthetic patients' training images (with probability, conformal
+    sets and OOD guard, as ``train`` fits them), one without them (as saved before), and one held-out case."""
     import torch
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -40,10 +41,14 @@ def tiny(tmp_path_factory):
     train = [r for r in records if r.split != "test"]
     test = [r for r in records if r.split == "test"]
     assert train and test
-    model_dir = CADx.paper(n_components=4).fit(train).save(tmp / "model")
+    cadx = CADx.paper(n_components=4)
+    fs = cadx.featurize(train)
+    model_dir = cadx.fit_features(fs).fit_answers(fs).save(tmp / "model")
+    old_dir = CADx.paper(n_components=4).fit_features(fs).save(tmp / "old-model")
     case = test[0]
     cx, cy = case.extra["centre"]
-    return {"model_dir": Path(model_dir), "case": case, "lesion": (float(cx), float(cy), float(case.extra["radius"]))}
+    return {"model_dir": Path(model_dir), "old_dir": Path(old_dir), "case": case,
+            "lesion": (float(cx), float(cy), float(case.extra["radius"]))}
 
 
 def _png(b64: str) -> np.ndarray:
@@ -92,6 +97,31 @@ def test_api_gives_the_library_score_and_gradcam(tiny):
     if "training" in card:
         assert rep["model"]["training_fingerprint"] == card["training"]["fingerprint"]
     assert rep["result"]["explained"] is True
+    # issue 16: calibrated probability, answer and OOD flag, as the library gives them, in the response and report
+    assert 0.0 <= out["probability"] <= 1.0 and out["probability"] == pytest.approx(ref.probability, abs=1e-6)
+    assert out["answer"] == ref.answer and out["answer"] in ("benign", "malignant", "uncertain")
+    assert out["ood"] is ref.ood and out["ood_reasons"] == ref.ood_reasons
+    assert rep["result"]["probability"] == out["probability"] and rep["result"]["answer"] == out["answer"]
+    assert rep["result"]["ood"] is out["ood"]
+
+
+def test_api_flags_a_noise_image_and_serves_older_models(tiny):
+    cx, cy, r = tiny["lesion"]
+    noise = io.BytesIO()
+    Image.fromarray((np.random.default_rng(0).random((256, 256)) * 255).astype(np.uint8)).save(noise, "PNG")
+    for model_dir, has_answers in ((tiny["model_dir"], True), (tiny["old_dir"], False)):
+        with TestClient(create_app(model_dir=model_dir), base_url=LOCAL) as c:
+            info = c.post("/api/image", files={"file": ("n.png", noise.getvalue(), "image/png")}).json()
+            out = c.post("/api/predict", json={"image_id": info["image_id"], "roi": {"cx": 128, "cy": 128, "r": 20},
+                                               "explain": False})
+            assert out.status_code == 200, out.text
+            out = out.json()
+        if has_answers:
+            assert out["ood"] is True and any("noise-like" in why for why in out["ood_reasons"])
+            assert 0.0 <= out["probability"] <= 1.0
+        else:  # a model saved without them still scores; the fields are null
+            assert out["probability"] is None and out["answer"] is None and out["ood"] is None
+            assert out["label"] in ("benign", "malignant")
 
 
 @pytest.mark.browser

@@ -79,6 +79,16 @@ def is_grey(rgb: np.ndarray) -> bool:
                            and bool(np.array_equal(a[..., 1], a[..., 2])))
 
 
+def answer_fields(pred: Any) -> dict[str, Any]:
+    """Probability, answer (benign/malignant/uncertain) and OOD flag with reasons of a prediction (None: the model
+    has none of them; predictors other than the CADx's may lack the attributes)."""
+    prob = getattr(pred, "probability", None)
+    reasons = getattr(pred, "ood_reasons", None)
+    return {"probability": None if prob is None else float(prob), "answer": getattr(pred, "answer", None),
+            "ood": None if reasons is None else bool(reasons),
+            "ood_reasons": [clean_detail(str(r)) for r in reasons or []]}
+
+
 class ModelRunner:
     """Run a :class:`~mammocadx.web.predictor.Predictor` off the event loop, one call at a time.
 
@@ -170,6 +180,7 @@ class ModelRunner:
         score, threshold = float(pred.score), float(pred.threshold)
         label = str(pred.label)
         crop = tuple(float(v) for v in pred.crop)
+        answers = answer_fields(pred)
         report = CaseReport(
             created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             software=f"mammocadx {__version__}",
@@ -179,6 +190,7 @@ class ModelRunner:
                  "crop": {"cx": crop[0], "cy": crop[1], "side": crop[2]},
                  "units": "image pixels, x from the left, y from the top"},
             result={"score": score, "threshold": threshold, "label": label,
+                    **{k: v for k, v in answers.items() if v is not None and v != []},  # what the model has
                     "explained": out["cam_png"] is not None},
             model=card_id(predictor.card),
             notice=NOTICE,
@@ -194,4 +206,4 @@ class ModelRunner:
                                roi_png=out["roi_png"], cam_png=out["cam_png"], heatmap_png=out["heatmap_png"],
                                explain_error=out["explain_error"], elapsed_ms=out["elapsed_ms"], report=report,
                                roi_colour="grey" if is_grey(pred.roi_rgb) else "pseudocolour",
-                               stability=out["stability"])
+                               stability=out["stability"], **answers)

@@ -114,6 +114,16 @@ class PredictResponse(BaseModel):
         "pseudocolour", description="whether the ROI the network saw is grey or pseudocoloured")
     stability: list[StabilityPoint] | None = Field(
         None, description="score of the same centre at nearby sizes (when asked): how stable the verdict is")
+    probability: float | None = Field(
+        None, description="calibrated probability of malignancy (fitted on out-of-sample scores of the training "
+                          "lesions); null for a model saved without a calibrator")
+    answer: Literal["benign", "malignant", "uncertain"] | None = Field(
+        None, description="'uncertain' when the model's conformal set holds both classes (or neither); "
+                          "else the label; null for a model without conformal sets")
+    ood: bool | None = Field(
+        None, description="true when the input is unlike the training data (the result may not apply); "
+                          "null for a model without an out-of-distribution guard")
+    ood_reasons: list[str] = Field(default_factory=list, description="why the input is out of distribution")
     elapsed_ms: float
     report: CaseReport
 

@@ -21,6 +21,8 @@
     zoomLevel: $("zoom-level"), wlReadout: $("wl-readout"), marksCard: $("marks-card"), marks: $("marks"),
     stability: $("stability"), stabilityRows: $("stability-rows"), stabilityNote: $("stability-note"),
     performance: $("performance"), performanceText: $("performance-text"),
+    probabilityBox: $("probability-box"), probability: $("probability-value"), answerNote: $("answer-note"),
+    oodNote: $("ood-note"), oodReasons: $("ood-reasons"),
   };
 
   const MIN_RADIUS = 2;
@@ -59,6 +61,10 @@
   const round1 = (v) => Math.round(v * 10) / 10;
   const fmtBytes = (n) => (n >= 1048576 ? (n / 1048576).toFixed(1) + " MiB" : (n / 1024).toFixed(1) + " kB");
   const side = (score, thr) => (score > thr ? "above" : "at or below");
+  // Issue 16: the calibrated probability, the conformal "uncertain" and the out-of-distribution flag, in neutral words.
+  const probText = (p) => (p === null || p === undefined ? "" : p.toFixed(2));
+  const UNCERTAIN = "The model does not call this lesion: at its stated coverage both benign and malignant remain " +
+    "possible (conformal set with both classes).";
   const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 
   function showError(message) {
@@ -697,6 +703,8 @@
     el.result.hidden = true;
     el.label.textContent = ""; el.label.dataset.label = "";
     el.score.textContent = "–"; el.threshold.textContent = "–";
+    el.probability.textContent = "–"; el.probabilityBox.hidden = true;
+    el.answerNote.hidden = true; el.oodNote.hidden = true; el.oodReasons.textContent = "";
     el.roiImg.removeAttribute("src"); el.camImg.removeAttribute("src");
     el.download.disabled = true; el.downloadHtml.disabled = true;
     state.shown = null;
@@ -759,6 +767,15 @@
       : "Score at or below the operating point (the model leans benign)";
     el.score.textContent = fmt(out.score);
     el.threshold.textContent = fmt(out.threshold);
+    el.probability.textContent = probText(out.probability) || "–";
+    el.probabilityBox.hidden = out.probability === null || out.probability === undefined;
+    el.answerNote.textContent = out.answer === "uncertain" ? UNCERTAIN : "";
+    el.answerNote.hidden = out.answer !== "uncertain";
+    el.oodReasons.textContent = "";
+    for (const why of out.ood_reasons || []) {
+      const li = document.createElement("li"); li.textContent = why; el.oodReasons.appendChild(li);
+    }
+    el.oodNote.hidden = !out.ood;
     const span = Math.max(2, Math.abs(out.score - out.threshold) * 1.25);
     const pos = (v) => 50 + 50 * Math.max(-1, Math.min(1, (v - out.threshold) / span));
     el.gaugeThreshold.style.left = "50%";
@@ -861,6 +878,11 @@
       (out.cam_png ? "<figure><img alt=\"Grad-CAM\" src=\"data:image/png;base64," + out.cam_png + "\"><figcaption>Grad-CAM of the decision</figcaption></figure>" : "") +
       "</div><h2>Result</h2><p>Score " + esc(fmt(out.score)) + ", " + esc(side(out.score, out.threshold)) + " the model's operating point (" +
       esc(fmt(out.threshold)) + "). The score is a decision value, not a probability of cancer.</p>" +
+      (probText(out.probability) ? "<p>Calibrated probability of malignancy " + esc(probText(out.probability)) +
+        " (calibrated on out-of-sample scores of the training lesions; not a diagnosis).</p>" : "") +
+      (out.answer === "uncertain" ? "<p>" + esc(UNCERTAIN) + "</p>" : "") +
+      (out.ood ? "<p class=\"notice\">Unlike the training images; the result may not apply: " +
+        esc((out.ood_reasons || []).join("; ")) + "</p>" : "") +
       (rows ? "<table><tr><th>ROI size</th><th>score</th><th>side of the operating point</th></tr>" + rows + "</table>" : "") +
       "<h2>Model</h2><p>" + esc(rep.model.id || "unnamed") + (rep.model.version ? " v" + esc(rep.model.version) : "") +
       (rep.model.created ? " · created " + esc(rep.model.created) : "") + "</p>" + (perf ? "<p>Validated performance: " + esc(perf) + "</p>" : "") +
