@@ -152,3 +152,38 @@ def test_page_with_real_model(tiny, tmp_path):
             (Path(keep) / shot.name).write_bytes(shot.read_bytes())
             (Path(keep) / "web-real-model-report.json").write_text(json.dumps(report, indent=2))
         browser.close()
+
+
+def test_dicom_upload_offers_sr_and_gradcam_for_download(tiny, tmp_path):
+    """Issue 17 item 2: a DICOM upload gets its Structured Report and Grad-CAM Secondary Capture as downloads."""
+    import pydicom
+
+    from conftest_dicom_out import full_field_dicom
+    from mammocadx.dicom_out import read_sr
+
+    path, _ = full_field_dicom(tmp_path / "case.dcm", seed=5, size=384)
+    with TestClient(create_app(model_dir=tiny["model_dir"]), base_url=LOCAL) as c:
+        info = c.post("/api/image", files={"file": ("case.dcm", path.read_bytes(), "application/dicom")}).json()
+        out = c.post("/api/predict", json={"image_id": info["image_id"], "roi": {"cx": 190, "cy": 190, "r": 30}})
+        assert out.status_code == 200, out.text
+        out = out.json()
+        assert out["dicom_error"] is None and set(out["dicom_files"]) == {"sr", "gradcam"}
+        got = {}
+        for kind, url in out["dicom_files"].items():
+            r = c.get(url)
+            assert r.status_code == 200 and r.headers["content-type"] == "application/dicom"
+            got[kind] = tmp_path / f"{kind}.dcm"
+            got[kind].write_bytes(r.content)
+        assert c.get(out["dicom_files"]["sr"].replace("/sr", "/nope")).status_code == 404
+        assert c.get("/api/dicom/" + "0" * 32 + "/sr").status_code == 404
+        png = io.BytesIO()
+        Image.fromarray(np.zeros((64, 64), np.uint8)).save(png, "PNG")
+        info = c.post("/api/image", files={"file": ("x.png", png.getvalue(), "image/png")}).json()
+        plain = c.post("/api/predict", json={"image_id": info["image_id"], "roi": {"cx": 32, "cy": 32, "r": 8}}).json()
+        assert plain["dicom_files"] is None  # a PNG has no study to write into
+    (finding,) = read_sr(got["sr"])
+    assert finding.score == pytest.approx(out["score"], abs=1e-4) and finding.label == out["label"]
+    assert finding.probability == pytest.approx(out["probability"], abs=1e-4)
+    src = pydicom.dcmread(path, stop_before_pixels=True)
+    sc = pydicom.dcmread(got["gradcam"])
+    assert sc.StudyInstanceUID == src.StudyInstanceUID and sc.SamplesPerPixel == 3

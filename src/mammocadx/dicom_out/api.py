@@ -129,7 +129,8 @@ def write_for_prediction(cadx: Any, image: str | PathLike[str], roi: Any, out_di
 
         fingerprint = model_fingerprint(model_dir)
     card = dict(getattr(cadx, "card", None) or {})
-    finding = finding_from_prediction(pred.score, pred.threshold, pred.label, roi, pred.crop)
+    finding = finding_from_prediction(pred.score, pred.threshold, pred.label, roi, pred.crop,
+                                      probability=getattr(pred, "probability", None))
     notes = [f"Input warning: {w}" for w in img.meta.get("warnings", [])]
     return write_outputs(
         source, [finding], img.pixels, expl.cam_for(towards), Algorithm.from_card(card, fingerprint), out_dir,

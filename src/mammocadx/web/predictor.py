@@ -93,8 +93,9 @@ class CADxPredictor:
         A fitted model (``CADx.load(model_dir)``).
     """
 
-    def __init__(self, cadx: Any):
+    def __init__(self, cadx: Any, model_dir: str | PathLike[str] | None = None):
         self.cadx = cadx
+        self.model_dir = model_dir
         no_lesion_cache(cadx)
         self._lock = threading.Lock()
         self._backbone: Any = None  # loaded on the first explanation, then reused
@@ -104,7 +105,7 @@ class CADxPredictor:
         """Load a saved model folder (``CADx.load``); raises the library's ``ModelError`` on bad folders."""
         from mammocadx.model.cadx import CADx
 
-        return cls(CADx.load(Path(model_dir)))
+        return cls(CADx.load(Path(model_dir)), model_dir=Path(model_dir))
 
     @property
     def card(self) -> dict[str, Any]:
@@ -116,6 +117,14 @@ class CADxPredictor:
         meta = image.meta or {}
         with self._lock:
             return self.cadx.predict(image, roi, view=meta.get("view"), laterality=meta.get("laterality"))
+
+    def dicom_outputs(self, path: Path, roi: Roi, out_dir: Path) -> list[Path]:
+        """The DICOM Structured Report and Grad-CAM Secondary Capture of one lesion on the DICOM file ``path``
+        (:func:`mammocadx.dicom_out.write_for_prediction`), written to ``out_dir``: ``[SR, overlay]``."""
+        from mammocadx.dicom_out import write_for_prediction
+
+        with self._lock:
+            return write_for_prediction(self.cadx, path, roi, out_dir, model_dir=self.model_dir)
 
     def warm_up(self) -> None:
         """Score and explain one blank ROI, so the first reader does not wait for the CNN to load.

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from fastapi import APIRouter, File, Form, UploadFile
@@ -12,7 +13,7 @@ from mammocadx import __version__
 from mammocadx.web.api_errors import ApiError
 from mammocadx.web.card import public_card
 from mammocadx.web.config import WebConfig
-from mammocadx.web.runner import ModelRunner
+from mammocadx.web.runner import DICOM_KINDS, ModelRunner, dicom_dir
 from mammocadx.web.schemas import (
     BoxRoi,
     CircleRoi,
@@ -100,5 +101,17 @@ def build_router(store: ImageStore, runner: ModelRunner, config: WebConfig) -> A
         roi_model = parse_roi_field(roi)
         got = await store.ingest(file)
         return await runner.predict(got.entry, got.image, roi_model, explain)
+
+    @router.get("/api/dicom/{token}/{kind}", tags=["predict"], responses={404: {"model": ErrorResponse}})
+    async def dicom_file(token: str, kind: str) -> FileResponse:
+        """A DICOM output of a prediction on a DICOM upload: ``sr`` (Structured Report) or ``gradcam`` (overlay)."""
+        gone = ApiError(404, "no such DICOM output (unknown, or the server was restarted)", "not_found")
+        if not re.fullmatch(r"[0-9a-f]{32}", token) or kind not in DICOM_KINDS:
+            raise gone
+        folder = dicom_dir(store.root, token)
+        files = sorted(folder.glob(f"*{DICOM_KINDS[kind]}")) if folder.is_dir() else []
+        if len(files) != 1 or files[0].is_symlink():
+            raise gone
+        return FileResponse(files[0], media_type="application/dicom", filename=files[0].name)
 
     return router

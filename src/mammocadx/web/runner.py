@@ -11,9 +11,11 @@ import asyncio
 import logging
 import math
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -77,6 +79,15 @@ def is_grey(rgb: np.ndarray) -> bool:
     a = np.asarray(rgb)
     return a.ndim == 2 or (a.ndim == 3 and bool(np.array_equal(a[..., 0], a[..., 1]))
                            and bool(np.array_equal(a[..., 1], a[..., 2])))
+
+
+#: The DICOM outputs a DICOM upload gets, by the name its download link uses: the file name's ending.
+DICOM_KINDS: dict[str, str] = {"sr": "_sr.dcm", "gradcam": "_gradcam.dcm"}
+
+
+def dicom_dir(root: Path, token: str) -> Path:
+    """The folder of one prediction's DICOM outputs inside the upload folder ``root``."""
+    return root / "dicom-out" / token
 
 
 def answer_fields(pred: Any) -> dict[str, Any]:
@@ -158,6 +169,17 @@ class ModelRunner:
                 else:
                     out["cam_png"] = png_base64(expl.overlay)
                     out["heatmap_png"] = png_base64(np.asarray(expl.heatmap, dtype=np.float32))
+            out["dicom_files"] = out["dicom_error"] = None
+            writer = getattr(predictor, "dicom_outputs", None)
+            if explain and entry.format == "dicom" and writer is not None:
+                token = uuid.uuid4().hex
+                try:
+                    writer(entry.path, roi, dicom_dir(entry.path.parent, token))
+                except MammocadxError as exc:  # e.g. a DICOM without UIDs: the score stands
+                    log.warning("DICOM outputs failed: %s", exc)
+                    out["dicom_error"] = clean_detail(str(exc.reason))
+                else:
+                    out["dicom_files"] = {k: f"/api/dicom/{token}/{k}" for k in DICOM_KINDS}
             points = [(1.0, pred)] + [(k, predictor.predict(image, r)) for k, r in nearby]
             out["stability"] = [StabilityPoint(scale=k, score=float(p.score), label=str(p.label))
                                 for k, p in sorted(points, key=lambda kp: kp[0])] if stability else None
@@ -206,4 +228,5 @@ class ModelRunner:
                                roi_png=out["roi_png"], cam_png=out["cam_png"], heatmap_png=out["heatmap_png"],
                                explain_error=out["explain_error"], elapsed_ms=out["elapsed_ms"], report=report,
                                roi_colour="grey" if is_grey(pred.roi_rgb) else "pseudocolour",
-                               stability=out["stability"], **answers)
+                               stability=out["stability"], dicom_files=out["dicom_files"],
+                               dicom_error=out["dicom_error"], **answers)

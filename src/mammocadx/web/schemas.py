@@ -124,6 +124,10 @@ class PredictResponse(BaseModel):
         None, description="true when the input is unlike the training data (the result may not apply); "
                           "null for a model without an out-of-distribution guard")
     ood_reasons: list[str] = Field(default_factory=list, description="why the input is out of distribution")
+    dicom_files: dict[str, str] | None = Field(
+        None, description="for a DICOM upload (with explain): download links of the DICOM Structured Report "
+                          "('sr') and the Grad-CAM Secondary Capture ('gradcam') in the image's study")
+    dicom_error: str | None = Field(None, description="why no DICOM outputs could be written, when they could not")
     elapsed_ms: float
     report: CaseReport
 

@@ -22,7 +22,7 @@
     stability: $("stability"), stabilityRows: $("stability-rows"), stabilityNote: $("stability-note"),
     performance: $("performance"), performanceText: $("performance-text"),
     probabilityBox: $("probability-box"), probability: $("probability-value"), answerNote: $("answer-note"),
-    oodNote: $("ood-note"), oodReasons: $("ood-reasons"),
+    oodNote: $("ood-note"), oodReasons: $("ood-reasons"), downloadSr: $("download-sr"), downloadSc: $("download-sc"),
   };
 
   const MIN_RADIUS = 2;
@@ -705,6 +705,7 @@
     el.score.textContent = "–"; el.threshold.textContent = "–";
     el.probability.textContent = "–"; el.probabilityBox.hidden = true;
     el.answerNote.hidden = true; el.oodNote.hidden = true; el.oodReasons.textContent = "";
+    el.downloadSr.hidden = true; el.downloadSc.hidden = true;
     el.roiImg.removeAttribute("src"); el.camImg.removeAttribute("src");
     el.download.disabled = true; el.downloadHtml.disabled = true;
     state.shown = null;
@@ -812,6 +813,12 @@
       el.camNote.textContent = "No heat-map: " + (out.explain_error || "not computed.");
     }
     el.download.disabled = false; el.downloadHtml.disabled = false;
+    // A DICOM upload also gets its SR and Grad-CAM Secondary Capture (files the server wrote for this result).
+    for (const [a, kind] of [[el.downloadSr, "sr"], [el.downloadSc, "gradcam"]]) {
+      const url = out.dicom_files && out.dicom_files[kind];
+      if (url) a.href = url; else a.removeAttribute("href");
+      a.hidden = !url;
+    }
     draw();
   }
 
