@@ -219,7 +219,7 @@ class FineTuneHead(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, backbone: str = "tf_efficientnet_lite0", input_size: int = 224, margin: float = ROI_MARGIN,
-                 pseudocolor: str = "grey", freeze_through: int = 4, epochs: int = 12, patience: int = 4,
+                 pseudocolor: str = "grey", freeze_through: int = 4, epochs: int = 8, patience: int = 3,
                  batch_size: int = 32, lr: float = 1e-3, weight_decay: float = 0.05, warmup_epochs: float = 1.0,
                  label_smoothing: float = 0.1, n_views: int = 8, scale_jitter: float = 0.15,
                  shift_jitter: float = 0.08, gamma_jitter: float = 0.25, val_fraction: float = 0.2,
