@@ -21,6 +21,6 @@ def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def model(cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A paper-mode model folder fitted on :func:`cohort` (5 PCA components)."""
     out = tmp_path_factory.mktemp("m") / "model"
-    assert main(["-q", "train", "--dataset", "synthetic", "--data", str(cohort), "--n-components", "5",
+    assert main(["-q", "train", "--mode", "paper", "--cv", "0", "--dataset", "synthetic", "--data", str(cohort), "--n-components", "5",
                  "--model-out", str(out)]) == 0
     return out
