@@ -45,7 +45,7 @@ OUTPUT_OPTIONS = {
     "compare --out": ["compare", "--dataset", "synthetic", "--data", "{cohort}", "--out", "{dir}"],
     "ablate --out": ["ablate", "--dataset", "synthetic", "--data", "{cohort}", "--out", "{dir}"],
     "demo --out": ["demo", "--data", "{cohort}", "--out", "{dir}"],
-    "train --model-out": ["train", "--dataset", "synthetic", "--data", "{cohort}", "--model-out", "{dir}"],
+    "train --model-out": ["train", "--mode", "paper", "--cv", "0", "--dataset", "synthetic", "--data", "{cohort}", "--model-out", "{dir}"],
     "predict --explain": ["predict", "{model}", "{img}", "--roi", "100,100,20", "--explain", "{dir}"],
     "predict --dicom-out": ["predict", "{model}", "{img}", "--roi", "100,100,20", "--dicom-out", "{dir}"],
     "predict --out": ["predict", "{model}", "{img}", "--roi", "100,100,20", "--out", "{dir}/thesis.txt"],
@@ -125,7 +125,7 @@ def test_an_empty_folder_is_used_and_a_failed_command_leaves_no_new_folder(tmp_p
 
 
 def test_train_that_fails_leaves_no_model_folder(tmp_path: Path) -> None:
-    assert main(["train", "--dataset", "mias", "--data", str(tmp_path / "nowhere"), "--model-out",
+    assert main(["train", "--mode", "paper", "--cv", "0", "--dataset", "mias", "--data", str(tmp_path / "nowhere"), "--model-out",
                  str(tmp_path / "models" / "m")]) == 2
     assert not (tmp_path / "models" / "m").exists()
 

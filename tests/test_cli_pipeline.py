@@ -64,7 +64,7 @@ def test_evaluate_explains_with_a_gallery_and_the_deletion_check(cohort: Path, t
 
 def test_train_then_predict_round_trip(cohort: Path, tmp_path: Path, capsys) -> None:
     model = tmp_path / "model"
-    assert main(["-q", "train", "--dataset", "synthetic", "--data", str(cohort), "--n-components", "10",
+    assert main(["-q", "train", "--mode", "paper", "--cv", "0", "--dataset", "synthetic", "--data", str(cohort), "--n-components", "10",
                  "--model-out", str(model)]) == 0
     card = json.loads((model / "model.json").read_text())
     assert card["training_data"]["n_lesions"] == 30 and card["config"]["pseudocolor"] == "sine"
@@ -83,7 +83,7 @@ def test_train_then_predict_round_trip(cohort: Path, tmp_path: Path, capsys) -> 
 
 def test_predict_batch_goes_on_past_bad_files(cohort: Path, tmp_path: Path, capsys) -> None:
     model = tmp_path / "model"
-    main(["-q", "train", "--dataset", "synthetic", "--data", str(cohort), "--n-components", "5", "--model-out", str(model)])
+    main(["-q", "train", "--mode", "paper", "--cv", "0", "--dataset", "synthetic", "--data", str(cohort), "--n-components", "5", "--model-out", str(model)])
     good = load_synthetic(cohort)[0].image_path
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"not an image")
@@ -131,7 +131,7 @@ def test_predict_walks_a_folder_for_images_by_content(cohort: Path, tmp_path: Pa
     import shutil
 
     model = tmp_path / "model"
-    main(["-q", "train", "--dataset", "synthetic", "--data", str(cohort), "--n-components", "5", "--model-out", str(model)])
+    main(["-q", "train", "--mode", "paper", "--cv", "0", "--dataset", "synthetic", "--data", str(cohort), "--n-components", "5", "--model-out", str(model)])
     scans = tmp_path / "scans"
     scans.mkdir()
     shutil.copy(load_synthetic(cohort)[0].image_path, scans / "case_without_extension")

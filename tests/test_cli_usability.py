@@ -197,12 +197,12 @@ def test_identical_training_runs_have_one_fingerprint(cohort: Path, tmp_path: Pa
     from mammocadx.model.persist import model_fingerprint
 
     for name, when in (("a", "2026-01-01T00:00:00+00:00"), ("b", "2026-06-01T12:00:00+00:00")):
-        assert main(["-q", "train", "--dataset", "synthetic", "--data", str(cohort), "--n-components", "5",
+        assert main(["-q", "train", "--mode", "paper", "--cv", "0", "--dataset", "synthetic", "--data", str(cohort), "--n-components", "5",
                      "--model-out", str(tmp_path / name)]) == 0
         card = json.loads((tmp_path / name / "model.json").read_text())
         assert card["created_utc"]
     assert model_fingerprint(tmp_path / "a") == model_fingerprint(tmp_path / "b")
-    assert main(["-q", "train", "--dataset", "synthetic", "--data", str(cohort), "--n-components", "4",
+    assert main(["-q", "train", "--mode", "paper", "--cv", "0", "--dataset", "synthetic", "--data", str(cohort), "--n-components", "4",
                  "--model-out", str(tmp_path / "c")]) == 0
     assert model_fingerprint(tmp_path / "c") != model_fingerprint(tmp_path / "a")
 

@@ -21,7 +21,7 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("cohort")
     make_synthetic_cohort(d, n_patients=15, seed=3, size=384)
     out = d / "model"
-    assert main(["-q", "train", "--dataset", "synthetic", "--data", str(d), "--n-components", "10",
+    assert main(["-q", "train", "--mode", "paper", "--cv", "0", "--dataset", "synthetic", "--data", str(d), "--n-components", "10",
                  "--model-out", str(out)]) == 0
     return out
 

@@ -21,7 +21,7 @@ def _protocol_options(p: argparse.ArgumentParser) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ablate and compare commands."""
-    from mammocadx.evaluate.ablation import ALL_FACTORS
+    from mammocadx.evaluate.ablation import ALL_FACTORS, DEFAULT_FACTORS
 
     p = sub.add_parser(
         "ablate", help="ablation table: change one factor at a time from the paper mode, same folds for every row",
@@ -36,8 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                "--factors pseudocolor,pca,head",
     )
     add_dataset_options(p)
-    p.add_argument("--factors", default=",".join(ALL_FACTORS),
-                   help=f"comma-separated factors (default: all: {','.join(ALL_FACTORS)})")
+    p.add_argument("--factors", default=",".join(DEFAULT_FACTORS),
+                   help=f"comma-separated factors of {','.join(ALL_FACTORS)} (default: {','.join(DEFAULT_FACTORS)}; "
+                        "finetune fine-tunes a network in every fold of every repeat: add it with --repeats 1)")
     _protocol_options(p)
     p.add_argument("--out", required=True, metavar="DIR", help=f"output folder: {OUTPUT_POLICY_HELP}")
     p.set_defaults(func=run_ablate)
@@ -51,7 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="example: mammocadx compare --dataset mias --data ../shared/data/mini-mias --modes paper,best --out runs/mias",
     )
     add_dataset_options(c)
-    c.add_argument("--modes", default="paper,best", help="comma-separated modes (default: paper,best)")
+    c.add_argument("--modes", default="paper,best", help="comma-separated modes, e.g. paper,best,finetune "
+                   "(default: paper,best; finetune trains a network per fold: use --repeats 1 with it)")
     _protocol_options(c)
     c.add_argument("--gallery", type=int, default=0, metavar="N",
                    help="Grad-CAM gallery: N lesions per outcome (TP/FP/FN/TN) per mode, from out-of-fold models (default: 0)")

@@ -35,7 +35,10 @@ if TYPE_CHECKING:  # scikit-learn and SciPy load with the functions that use the
 log = logging.getLogger(__name__)
 
 #: Factors :func:`run_ablation` knows, in table order.
-ALL_FACTORS: tuple[str, ...] = ("pseudocolor", "segment", "backbone", "pca", "head", "context")
+ALL_FACTORS: tuple[str, ...] = ("pseudocolor", "segment", "backbone", "pca", "head", "context", "finetune")
+#: Factors of ``mammocadx ablate`` unless ``--factors`` names others: all but ``finetune``, which fine-tunes
+#: a network in every fold of every repeat (minutes each).
+DEFAULT_FACTORS: tuple[str, ...] = tuple(f for f in ALL_FACTORS if f != "finetune")
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,9 @@ def variants(factors: Sequence[str] = ALL_FACTORS) -> list[Variant]:
         elif f == "context":
             for c in (1.0, 2.5):
                 rows.append(Variant(f, str(c), overrides=(("context", c),)))
+        elif f == "finetune":
+            # The baseline's ROIs and colour, but the network itself trained instead of frozen features + SVM.
+            rows.append(Variant(f, "network fine-tuned on the ROIs", mode="finetune", overrides=(("pseudocolor", "sine"),)))
         else:
             raise ValueError(f"unknown ablation factor {f!r}; choose from {ALL_FACTORS}")
     return rows
@@ -116,7 +122,8 @@ def _build(variant: Variant) -> tuple[Any, Any]:
 
 def _feature_key(cadx: Any) -> tuple[Any, ...]:
     c = cadx.config
-    return (c.backbone, c.weights, c.pseudocolor, c.context, c.segment, c.clahe, c.precision)
+    # The kind decides what a row is (CNN features, or the grey ROI itself for a fine-tuned network).
+    return (cadx.kind, c.backbone, c.weights, c.pseudocolor, c.context, c.segment, c.clahe, c.precision, c.input_size)
 
 
 def summarize_result(result: CVResult, y: np.ndarray, groups: np.ndarray, n_boot: int, seed: int) -> dict[str, Any]:

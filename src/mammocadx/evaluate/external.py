@@ -20,9 +20,9 @@ def combine_external(train: Sequence[LesionRecord], test: Sequence[LesionRecord]
                      test_name: str) -> list[LesionRecord]:
     """The training dataset's records (``split="train"``) followed by the test dataset's (``split="test"``).
 
-    Patient and sample ids are prefixed with their dataset's name (``mias:mdb001``),
-    so that two datasets that number their patients alike never share a patient
-    or a sample id.
+    Patient and sample ids are prefixed with their side and dataset's name
+    (``test:mias:mdb001``), so that two datasets that number their patients alike
+    (two CSV manifests, say) never share a patient or a sample id.
 
     Raises
     ------
@@ -36,6 +36,7 @@ def combine_external(train: Sequence[LesionRecord], test: Sequence[LesionRecord]
                                   f"(got {len(recs)} lesions, labels {sorted(x for x in labels if x is not None)})")
 
     def tag(r: LesionRecord, name: str, split: str) -> LesionRecord:
-        return replace(r, split=split, patient_id=f"{name}:{r.patient_id}", sample_id=f"{name}:{r.sample_id}")
+        return replace(r, split=split, patient_id=f"{split}:{name}:{r.patient_id}",
+                       sample_id=f"{split}:{name}:{r.sample_id}")
 
     return [tag(r, train_name, "train") for r in train] + [tag(r, test_name, "test") for r in test]

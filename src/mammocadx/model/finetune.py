@@ -128,14 +128,34 @@ def render_view(grey: np.ndarray, view: View, input_size: int, margin: float, co
 _ENCODERS: dict[tuple[str, int, int], Any] = {}
 
 
-def _build_encoder(net: Any, key: tuple[str, int, int]) -> Any:
-    """Export ``stem + blocks[:k+1]`` of ``net`` to ONNX, open it in ONNX Runtime and check it against eager."""
+def _checked_session(data: bytes, eager: Any, size: int, what: str, seed: int) -> Any:
+    """ONNX Runtime session of ``data``, or None where it disagrees with ``eager`` (cosine < 0.999) on a probe."""
     import onnxruntime as ort
     import torch
 
     from mammocadx.features.extract import MIN_COSINE, cosine_rows
-    from mammocadx.features.onnx_export import export_onnx
     from mammocadx.utils.system import available_cpus
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = max(1, min(torch.get_num_threads(), available_cpus()))
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+    probe = np.random.default_rng(seed).standard_normal((2, 3, size, size)).astype(np.float32)
+    with torch.inference_mode():
+        want = eager(torch.from_numpy(probe)).numpy().reshape(2, -1)
+    cos = float(cosine_rows(session.run(None, {"x": probe})[0].reshape(2, -1), want).min())
+    if cos < MIN_COSINE:
+        log.warning("ONNX export of %s disagrees with eager (cosine %.5f): eager PyTorch used", what, cos)
+        return None
+    log.info("%s run by ONNX Runtime (cosine to eager %.6f)", what, cos)
+    return session
+
+
+def _build_encoder(net: Any, key: tuple[str, int, int]) -> Any:
+    """Export ``stem + blocks[:k+1]`` of ``net`` to ONNX, open it in ONNX Runtime and check it against eager."""
+    from mammocadx.features.onnx_export import export_onnx
 
     name, k, size = key
 
@@ -145,23 +165,8 @@ def _build_encoder(net: Any, key: tuple[str, int, int]) -> Any:
             h = b(h)
         return h
 
-    data = export_onnx(net, size, prefix, "activations", f"{name} blocks 0..{k}")
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = max(1, min(torch.get_num_threads(), available_cpus()))
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
-    probe = np.random.default_rng(0).standard_normal((2, 3, size, size)).astype(np.float32)
-    with torch.inference_mode():
-        want = prefix(net, torch.from_numpy(probe)).numpy().reshape(2, -1)
-    got = session.run(None, {"x": probe})[0].reshape(2, -1)
-    cos = float(cosine_rows(got, want).min())
-    if cos < MIN_COSINE:
-        log.warning("ONNX export of %s blocks 0..%d disagrees with eager (cosine %.5f): eager PyTorch used", name, k, cos)
-        return None
-    log.info("frozen %s blocks 0..%d run by ONNX Runtime (cosine to eager %.6f)", name, k, cos)
-    return session
+    what = f"frozen {name} blocks 0..{k}"
+    return _checked_session(export_onnx(net, size, prefix, "activations", what), lambda x: prefix(net, x), size, what, 0)
 
 
 class FineTuneHead(ClassifierMixin, BaseEstimator):
@@ -219,7 +224,7 @@ class FineTuneHead(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, backbone: str = "tf_efficientnet_lite0", input_size: int = 224, margin: float = ROI_MARGIN,
-                 pseudocolor: str = "grey", freeze_through: int = 4, epochs: int = 12, patience: int = 4,
+                 pseudocolor: str = "grey", freeze_through: int = 4, epochs: int = 8, patience: int = 3,
                  batch_size: int = 32, lr: float = 1e-3, weight_decay: float = 0.05, warmup_epochs: float = 1.0,
                  label_smoothing: float = 0.1, n_views: int = 8, scale_jitter: float = 0.15,
                  shift_jitter: float = 0.08, gamma_jitter: float = 0.25, val_fraction: float = 0.2,
@@ -379,27 +384,13 @@ class FineTuneHead(ClassifierMixin, BaseEstimator):
 
         if not onnxruntime_available():
             return None
-        import onnxruntime as ort
-        import torch
-
-        from mammocadx.features.extract import MIN_COSINE, cosine_rows
         from mammocadx.features.onnx_export import export_pooled_onnx
-        from mammocadx.utils.system import available_cpus
 
-        data = export_pooled_onnx(self.net_, int(self.input_size), f"fine-tuned {self.backbone}")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(1, min(torch.get_num_threads(), available_cpus()))
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
-        probe = np.random.default_rng(1).standard_normal((2, 3, self.input_size, self.input_size)).astype(np.float32)
-        with torch.inference_mode():
-            want = self.net_.forward_features(torch.from_numpy(probe)).mean(dim=(2, 3)).numpy()
-        cos = float(cosine_rows(session.run(None, {"x": probe})[0], want).min())
-        self.engine_agreement_ = cos
-        if cos < MIN_COSINE:
-            log.warning("ONNX export of the fine-tuned network disagrees with eager (cosine %.5f): eager used", cos)
+        what = f"fine-tuned {self.backbone}"
+        session = _checked_session(export_pooled_onnx(self.net_, int(self.input_size), what),
+                                   lambda x: self.net_.forward_features(x).mean(dim=(2, 3)),
+                                   int(self.input_size), what, 1)
+        if session is None:
             return None
         self._ort_full = session
         return session
