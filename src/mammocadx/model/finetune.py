@@ -185,8 +185,8 @@ class FineTuneHead(ClassifierMixin, BaseEstimator):
     pseudocolor : {"grey", "sine"}
         Colour mapping of the grey crop (paper eqs. 1-4 for ``sine``).
     freeze_through : int
-        Blocks ``0 .. freeze_through`` (and the stem) keep their ImageNet weights;
-        ``-1`` trains the whole network (no activation cache).
+        Blocks ``0 .. freeze_through`` (and the stem) keep their ImageNet weights and their
+        output is cached per view; ``-1`` trains every block (only the stem stays frozen).
     epochs : int
         Most epochs; the one kept is chosen on the inner validation split.
     patience : int
