@@ -32,6 +32,7 @@ test-all: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_features.py --repeats 3
 	$(BIN)/python benchmarks/bench_evaluate.py
+	$(BIN)/python benchmarks/bench_finetune.py --n 256 --epochs 8
 
 clean:
 	rm -rf runs .pytest_cache
