@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,84 +27,18 @@ from mammocadx.errors import ConfigError, ModelError
 from mammocadx.features.featurizer import FeatureSet, LesionFeaturizer
 from mammocadx.io.images import read_image
 from mammocadx.model.answers import AnswerLayer
+from mammocadx.model.card import model_card
 from mammocadx.model.config import CADxConfig, resolve
-from mammocadx.model.heads import HEADS, HeadFactory
+from mammocadx.model.heads import HeadFactory
 from mammocadx.model.modes import FEATURES_HEAD, FINETUNE, get_mode
 from mammocadx.model.ood import OODGuard
-from mammocadx.preprocess.roi import RoiConfig, RoiGeometry
+from mammocadx.model.prediction import Prediction
+from mammocadx.preprocess.roi import RoiConfig
 from mammocadx.records import LABEL_NAMES, ImageData, LesionRecord, Roi
-from mammocadx.utils.determinism import fingerprint_records
 
 log = logging.getLogger(__name__)
 
 __all__ = ["CADx", "CADxConfig", "FeatureSet", "Prediction", "resolve"]
-
-INTENDED_USE = (
-    "Research and second reading of mammographic lesions marked by a reader. Not a medical device: "
-    "not cleared or approved for clinical diagnosis; every output must be reviewed by a qualified radiologist."
-)
-
-
-def limitations(score: str) -> str:
-    """The card's limitations, naming what the model's score is (``HEADS[name].score``)."""
-    return ("Trained and evaluated on the data named in this card only; performance on other scanners, populations "
-            f"and lesion types is unknown. The lesion must be located by the user (or a mask); scores are {score}, "
-            "not probabilities.")
-
-
-@dataclass
-class Prediction:
-    """The CADx's answer for one lesion.
-
-    Attributes
-    ----------
-    score : float
-        Decision score; above ``threshold`` = towards malignant.
-    label : str
-        ``"benign"`` or ``"malignant"``.
-    threshold : float
-        The model's operating point.
-    roi_grey : ndarray (S, S)
-        The ROI as cut (float32 in [0, 1]).
-    roi_rgb : ndarray (S, S, 3)
-        The pseudocolour ROI given to the CNN.
-    crop : RoiGeometry
-        ``(cx, cy, side)`` of the square ROI in image pixels (a tuple; ``crop.place(map, shape)`` inverts the cut).
-    features : ndarray (D,)
-        The pooled CNN features.
-    probability : float or None
-        Calibrated probability of malignancy (None: the model was saved without a calibrator).
-    answer : str or None
-        ``"benign"``, ``"malignant"`` or ``"uncertain"`` (the conformal set holds both classes, or neither).
-    conformal_set : list of str or None
-        The classes the conformal set at the model's ``alpha`` keeps.
-    ood_reasons : list of str or None
-        Why the input is unlike the training data (empty: nothing unusual; None: the model has no guard).
-    """
-
-    score: float
-    label: str
-    threshold: float
-    roi_grey: np.ndarray
-    roi_rgb: np.ndarray
-    crop: RoiGeometry
-    features: np.ndarray
-    probability: float | None = None
-    answer: str | None = None
-    conformal_set: list[str] | None = None
-    ood_reasons: list[str] | None = None
-
-    @property
-    def ood(self) -> bool | None:
-        """Whether the input is out of distribution (None: the model has no guard)."""
-        return None if self.ood_reasons is None else bool(self.ood_reasons)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Score, label, threshold, crop, probability, answer, conformal set and OOD flag (no arrays)."""
-        return {"score": self.score, "label": self.label, "threshold": self.threshold, "crop": list(self.crop),
-                "probability": self.probability, "answer": self.answer, "conformal_set": self.conformal_set,
-                "ood": self.ood, "ood_reasons": self.ood_reasons}
-
 
 class CADx:
     """A benign-vs-malignant lesion classifier.
@@ -297,41 +230,7 @@ class CADx:
 
     # ----------------------------------------------------------------- card & files
     def _card(self, fs: FeatureSet, seed: int | None) -> dict[str, Any]:
-        c, ext = self.config, self.extractor
-        factory = self.head_factory()
-        head_info: dict[str, Any] = {"recipe": factory.describe()}
-        steps = getattr(self.head_, "named_steps", {})
-        if "pca" in steps:
-            head_info["pca_components"] = int(steps["pca"].n_components_)
-        if "svc" in steps:
-            head_info["svc_gamma"] = float(steps["svc"]._gamma)
-        if hasattr(self.head_, "selection_record") and self.head_.selection_record():
-            head_info["selection"] = self.head_.selection_record()
-        feature_dim = int(fs.X.shape[1])
-        if self.kind == FINETUNE:
-            feature_dim = int(self.head_.coef_.shape[1])
-            head_info["network"] = {"params": self.head_.get_params(), "file": "network.safetensors"}
-        return {
-            "name": f"mammocadx-{c.mode}",
-            "mode": c.mode,
-            "kind": self.kind,
-            "config": c.card_dict(),
-            "backbone": {"name": c.backbone, "weights_sha256": getattr(ext, "weights_sha256", None),
-                         "input_size": int(self.roi_config.size), "feature_dim": feature_dim,
-                         "precision": c.precision},
-            "preprocessing": {"pseudocolor": c.pseudocolor, "roi_context": c.context,
-                              "roi_size": int(self.roi_config.size), "segmentation": c.segment,
-                              "clahe": c.clahe, "window": "8-bit, before pseudocolour"},
-            "head": head_info,
-            "threshold": self.threshold,
-            "training_data": {"n_lesions": len(fs.records), "n_malignant": int(fs.y.sum()),
-                              "n_patients": len(set(fs.groups)), "seed": seed,
-                              "fingerprint": fingerprint_records(fs.records),
-                              "fingerprint_method": "sha256 of image and mask bytes, ids, labels, ROIs"},
-            "intended_use": INTENDED_USE,
-            "limitations": limitations(HEADS[factory.name].score),
-            "metrics": None,
-        }
+        return model_card(self, fs, seed)
 
     def save(self, path: str | Path) -> Path:
         """Write the model folder (arrays + JSON model card, no pickle); see :mod:`mammocadx.model.persist`."""
@@ -363,17 +262,8 @@ class CADx:
         from mammocadx.model.finetune import FineTuneHead
         from mammocadx.model.persist import load_network
 
-        arrays = {f"net.{k}": v for k, v in load_network(path).items()}
-        lin = linear.steps[-1][1]
-        arrays["fc.weight"] = np.asarray(lin.coef_, np.float32)
-        arrays["fc.bias"] = np.asarray(lin.intercept_, np.float32)
-        net = (card.get("head") or {}).get("network") or {}
-        if not isinstance(net.get("params"), dict):
-            raise ModelError("model card: a fine-tuned model must record its network's parameters", path)
-        meta = {"params": net["params"], "threshold": float(getattr(linear, "threshold_", card["threshold"])),
-                "selection": (card.get("head") or {}).get("selection")}
         try:
-            return FineTuneHead.from_arrays(arrays, meta)
+            return FineTuneHead.from_saved(load_network(path), linear, card)
         except (TypeError, ModelError) as exc:
             raise ModelError(f"cannot rebuild the fine-tuned network: {exc}", path) from None
 

@@ -669,6 +669,20 @@ class FineTuneHead(ClassifierMixin, BaseEstimator):
         return arrays, meta
 
     @classmethod
+    def from_saved(cls, network: dict[str, np.ndarray], linear: Any, card: dict[str, Any]) -> "FineTuneHead":
+        """Rebuild from a model folder's parts: the network's weights, the saved linear-layer pipeline, the card."""
+        arrays = {f"net.{k}": v for k, v in network.items()}
+        lin = linear.steps[-1][1]
+        arrays["fc.weight"] = np.asarray(lin.coef_, np.float32)
+        arrays["fc.bias"] = np.asarray(lin.intercept_, np.float32)
+        net = (card.get("head") or {}).get("network") or {}
+        if not isinstance(net.get("params"), dict):
+            raise ModelError("model card: a fine-tuned model must record its network's parameters")
+        meta = {"params": net["params"], "threshold": float(getattr(linear, "threshold_", card["threshold"])),
+                "selection": (card.get("head") or {}).get("selection")}
+        return cls.from_arrays(arrays, meta)
+
+    @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> "FineTuneHead":
         """Inverse of :meth:`to_arrays` (strict: every weight must find its place with its shape)."""
         import torch
