@@ -106,10 +106,20 @@ def inner_oof_scores(X: np.ndarray, y: np.ndarray, groups: np.ndarray, train: np
                      folds: int = 5, seed: int = 0, forbidden: np.ndarray | None = None) -> np.ndarray:
     """Inner out-of-fold decision values of the rows ``train`` (:func:`mammocadx.model.calibrate.inner_oof_scores`),
     every inner head behind a :class:`FitGuard` that refuses the ``forbidden`` rows (the outer test fold)."""
-    from mammocadx.model.calibrate import inner_oof_scores as _oof
+    return held_out_scores(None, X, y, groups, train, head_factory, folds, seed, forbidden)[1]
 
-    return _oof(X[train], y[train], groups[train], head_factory, folds=folds, seed=seed,
-                wrap=lambda head: FitGuard(head, forbidden=forbidden))
+
+def held_out_scores(head: Any, X: np.ndarray, y: np.ndarray, groups: np.ndarray, train: np.ndarray,
+                    head_factory: HeadFactory, folds: int = 5, seed: int = 0,
+                    forbidden: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-sample scores of the rows ``train`` as ``(rows of X, scores)``: the fitted ``head``'s own held-out
+    scores, else inner out-of-fold scores (:func:`mammocadx.model.calibrate.held_out_scores`), every inner head
+    behind a :class:`FitGuard` that refuses the ``forbidden`` rows (the outer test fold)."""
+    from mammocadx.model.calibrate import held_out_scores as _held_out
+
+    rows, scores = _held_out(head, X[train], y[train], groups[train], head_factory, folds=folds, seed=seed,
+                             wrap=lambda h: FitGuard(h, forbidden=forbidden))
+    return train[rows], scores
 
 
 def _fit_split(X: np.ndarray, y: np.ndarray, groups: np.ndarray, sp: Split, head_factory: HeadFactory,
@@ -128,15 +138,8 @@ def _fit_split(X: np.ndarray, y: np.ndarray, groups: np.ndarray, sp: Split, head
     with threadpool_limits(limits=1, user_api="blas"):
         head.fit(X[sp.train], y[sp.train], groups=groups[sp.train])
         scores = np.asarray(head.decision_function(X[sp.test]), dtype=float)
-        fitted = head.estimator_
-        oof: tuple[np.ndarray, np.ndarray] | None = None
-        if inner_folds and hasattr(fitted, "val_scores_") and hasattr(fitted, "inner_split_"):
-            # A fine-tuned network holds out its own inner-validation rows (patients of the training rows):
-            # their scores are out-of-sample, so they stand in for inner CV (which would mean k more fine-tunings).
-            oof = (sp.train[fitted.inner_split_[1]], np.asarray(fitted.val_scores_, dtype=float))
-        elif inner_folds:
-            oof = (sp.train, inner_oof_scores(X, y, groups, sp.train, head_factory, inner_folds,
-                                              seed=1000 * sp.repeat + sp.fold, forbidden=forbidden))
+        oof = (held_out_scores(head.estimator_, X, y, groups, sp.train, head_factory, inner_folds,
+                               seed=1000 * sp.repeat + sp.fold, forbidden=forbidden) if inner_folds else None)
     thr = float(getattr(head, "threshold_", threshold))
     info: dict[str, Any] = {"repeat": sp.repeat, "fold": sp.fold, "n_train": int(len(sp.train)),
                             "n_test": int(len(sp.test)), "threshold": thr}

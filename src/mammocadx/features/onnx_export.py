@@ -168,21 +168,9 @@ def _foldable(node, inits, consumers, outputs) -> bool:
 
 
 def export_pooled_onnx(model: torch.nn.Module, input_size: int, name: str = "backbone") -> bytes:
-    """ONNX bytes of ``x (N, 3, S, S) -> global-average-pooled features (N, D)``, tuned for ONNX Runtime.
+    """ONNX bytes of ``x (N, 3, S, S) -> global-average-pooled features (N, D)`` (output ``features``).
 
-    Parameters
-    ----------
-    model : torch.nn.Module
-        The timm network (left unchanged: a copy is exported).
-    input_size : int
-        Fixed side ``S`` of the input; the batch axis stays dynamic.
-    name : str
-        For log messages.
-
-    Returns
-    -------
-    bytes
-        A serialised ONNX model (opset 17) with input ``x`` and output ``features``.
+    :func:`export_onnx` of the network's pooled ``forward_features``; ``model`` is left unchanged.
     """
     return export_onnx(model, input_size, lambda net, x: net.forward_features(x).mean(dim=(2, 3)), "features", name)
 

@@ -5,8 +5,8 @@
 - **out-of-sample scores of the training rows** (:func:`training_oof`): for a frozen-feature
   head, inner patient-grouped out-of-fold scores (:func:`~mammocadx.model.calibrate.inner_oof_scores`,
   each row scored by a head fitted without its patient; a few fits of a small head); for a
-  fine-tuned network, the held-out inner-validation scores it already has (``val_scores_`` on
-  rows ``inner_split_[1]``), as :func:`mammocadx.evaluate.crossval._fit_split` does: k more
+  fine-tuned network, the held-out inner-validation scores it already has
+  (``held_out_scores()``), as :func:`mammocadx.evaluate.crossval._fit_split` does: k more
   fine-tunings would cost minutes to hours;
 - on those scores only, the :class:`~mammocadx.model.answers.AnswerLayer` (calibrator chosen by
   inner CV, an optional operating-point threshold, class-conditional conformal sets);
@@ -28,7 +28,7 @@ from mammocadx.errors import MammocadxError
 from mammocadx.features.featurizer import FeatureSet
 from mammocadx.io.images import read_image
 from mammocadx.model.answers import AnswerLayer
-from mammocadx.model.calibrate import inner_oof_scores
+from mammocadx.model.calibrate import held_out_scores
 from mammocadx.model.ood import OODGuard, image_roughness
 from mammocadx.records import ImageData
 from mammocadx.utils.progress import progress
@@ -46,19 +46,17 @@ def training_oof(head: Any, fs: FeatureSet, head_factory: Any, folds: int = 5,
     Parameters
     ----------
     head : fitted head
-        The model's head fitted on all of ``fs``; a fine-tuned one brings ``val_scores_``/``inner_split_``.
+        The model's head fitted on all of ``fs``; a fine-tuned one brings its own held-out scores.
     fs : FeatureSet
         The training rows (and nothing else).
     head_factory : callable
         ``(n_train, n_features) -> unfitted head`` of the model's mode (frozen kinds: inner CV).
     """
-    if hasattr(head, "val_scores_") and hasattr(head, "inner_split_"):
-        rows = np.asarray(head.inner_split_[1], dtype=int)
-        return rows, np.asarray(head.val_scores_, dtype=float), \
-            f"held-out inner-validation scores of the fine-tuned network ({len(rows)} training lesions)"
     with threadpool_limits(limits=1, user_api="blas"):
-        oof = inner_oof_scores(fs.X, fs.y, fs.groups, head_factory, folds=folds, seed=seed)
-    return np.arange(len(fs.y)), oof, f"inner {folds}-fold patient-grouped out-of-fold scores of the training lesions"
+        rows, oof = held_out_scores(head, fs.X, fs.y, fs.groups, head_factory, folds=folds, seed=seed)
+    if callable(getattr(head, "held_out_scores", None)):
+        return rows, oof, f"held-out inner-validation scores of the fine-tuned network ({len(rows)} training lesions)"
+    return rows, oof, f"inner {folds}-fold patient-grouped out-of-fold scores of the training lesions"
 
 
 def image_facts(image: ImageData) -> dict[str, Any]:

@@ -190,8 +190,8 @@ class CADx:
         rgb = self.featurizer.colorize(grey)
         if self.kind == FINETUNE:
             self._check_fitted()
-            rows = np.asarray(grey, np.float32).reshape(len(grey), -1)
-            return np.asarray(self.head_.decision_function(rows), float), rgb, self.head_.pooled_features(rows)
+            feats = self.head_.pooled_features(np.asarray(grey, np.float32).reshape(len(grey), -1))
+            return np.asarray(self.head_.linear_head().decision_function(feats), float), rgb, feats
         if self.kind != FEATURES_HEAD:
             raise ModelError(f"model kind {self.kind!r} has no scoring here yet")
         feats = self.extractor.transform(rgb)

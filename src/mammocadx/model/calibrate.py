@@ -229,6 +229,21 @@ def choose_calibrator(
     return cal, {"chosen": chosen, "metric": metric, "scores": losses, "folds": int(k)}
 
 
+def held_out_scores(head: Any, X: Any, y: Any, groups: Any, make_head: Callable[[int, int], Any], folds: int = 5,
+                    seed: int = 0, wrap: Callable[[Any], Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-sample scores of training rows ``(row indices into X, scores)`` for a ``head`` fitted on them.
+
+    A head that keeps held-out scores of its own (``head.held_out_scores()``: a fine-tuned
+    network's inner-validation patients) gives those: inner CV would mean ``folds`` more
+    fine-tunings. Any other head: :func:`inner_oof_scores` on every row.
+    """
+    own = getattr(head, "held_out_scores", None)
+    if callable(own):
+        rows, scores = own()
+        return np.asarray(rows, dtype=int), np.asarray(scores, dtype=float)
+    return np.arange(len(np.asarray(y))), inner_oof_scores(X, y, groups, make_head, folds=folds, seed=seed, wrap=wrap)
+
+
 def inner_oof_scores(X: Any, y: Any, groups: Any, make_head: Callable[[int, int], Any], folds: int = 5,
                      seed: int = 0, wrap: Callable[[Any], Any] | None = None) -> np.ndarray:
     """Out-of-fold decision values of the rows of ``X``: each scored by a head fitted without its patient.

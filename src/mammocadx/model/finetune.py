@@ -580,6 +580,15 @@ class FineTuneHead(ClassifierMixin, BaseEstimator):
                                         + sum(p.numel() for p in self.fc_.parameters())),
         }
 
+    def held_out_scores(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(rows, scores)``: the inner-validation rows (indices into the fit's rows) and their scores.
+
+        Out-of-sample for this network (its epoch and threshold were chosen on them, its weights never
+        trained on them): what calibration and operating points are fitted on instead of inner CV.
+        """
+        self._check_fitted()
+        return self.inner_split_[1], self.val_scores_
+
     def selection_record(self) -> dict[str, Any]:
         """What fitting chose on the inner validation split (kept epoch, AUC per epoch, split sizes, timings)."""
         return dict(getattr(self, "selection_", {}) or {})
