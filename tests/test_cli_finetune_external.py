@@ -40,6 +40,11 @@ def test_external_validation_between_two_cohorts(cohort: Path, tmp_path: Path) -
     assert len(rows) == 1 + 20 and all(",test:synthetic:" in r for r in rows[1:])
 
 
-def test_external_validation_needs_both_options(tmp_path: Path) -> None:
-    assert main(["-q", "evaluate", "--train-data", str(tmp_path), "--out", str(tmp_path / "r")]) != 0
-    assert main(["-q", "evaluate", "--train-dataset", "mias", "--out", str(tmp_path / "r")]) != 0
+def test_external_validation_needs_both_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mammocadx.cli import EXIT_USAGE
+
+    assert main(["-q", "evaluate", "--train-data", str(tmp_path), "--out", str(tmp_path / "r")]) == EXIT_USAGE
+    assert "--train-data needs --train-dataset" in capsys.readouterr().err
+    assert main(["-q", "evaluate", "--train-dataset", "mias", "--out", str(tmp_path / "r")]) == EXIT_USAGE
+    assert "needs --train-data" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()  # refused before any output folder is made
