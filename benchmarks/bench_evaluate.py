@@ -87,7 +87,7 @@ def main() -> int:
             cold = _timed(cmd("cold"), run_env)
             cached = min(_timed(cmd(f"cached{k}"), run_env) for k in range(max(1, args.cached_runs)))
             # features and explanations cleared, the backbone's ONNX export (and its check) kept
-            _timed([sys.executable, "-m", "mammocadx", "-q", "cache", "clear"], run_env)
+            _timed([sys.executable, "-m", "mammocadx", "-q", "cache", "clear", "--yes"], run_env)
             cold_ready = _timed(cmd("cold_ready"), run_env)
             same = _same_results(t / "cold", t / "cached0") and _same_results(t / "cold", t / "cold_ready")
         print(f"--gallery {gallery}: cold {cold:5.1f} s (engine ready: {cold_ready:5.1f} s) | cached re-run "
