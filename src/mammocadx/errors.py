@@ -108,3 +108,9 @@ class EvaluationError(MammocadxError):
 
 class LeakageError(EvaluationError):
     """A protocol would let test information reach a fit: refused loudly."""
+
+
+class EngineError(MammocadxError):
+    """A distributed engine is missing, cannot be reached, or lost a job (:mod:`mammocadx.scale`)."""
+
+    stage = "engine"

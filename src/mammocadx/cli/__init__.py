@@ -27,6 +27,7 @@ log = logging.getLogger("mammocadx")
 COMMAND_MODULES: tuple[str, ...] = (
     "demo",
     "evaluate",
+    "extract",
     "predict",
     "inspect",
     "segment",

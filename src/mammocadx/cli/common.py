@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
+from collections.abc import Iterator
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -122,3 +124,31 @@ def fit_answers_or_warn(cadx: Any, fs: Any, operating_point: str | None = None) 
         if operating_point is not None:
             raise
         log.warning("the model is saved without calibrated probability, 'uncertain' and OOD guard: %s", exc.reason)
+
+
+def add_engine_options(p: argparse.ArgumentParser) -> None:
+    """--engine and the Ray options of the commands that read many images (evaluate, train, extract, predict)."""
+    g = p.add_argument_group("engine (where images are read and features computed)")
+    g.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process (default); ray: a Ray Data pipeline, decoding in parallel tasks and "
+                        "running the CNN in actors that load it once (pip install 'mammocadx[ray]'; docs/scale.md)")
+    g.add_argument("--address", metavar="ADDR", default=None,
+                   help="--engine ray: join the Ray cluster at ADDR ('auto', host:6379 or ray://host:10001); "
+                        "default: start a local Ray on this machine")
+    g.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="--engine ray: images decoded at once, 1 CPU each (default: every CPU)")
+    g.add_argument("--actors", type=int, default=None, metavar="N",
+                   help="--engine ray: CNN actors, 1 CPU and one engine thread each (default: 1)")
+
+
+@contextlib.contextmanager
+def engine_from_args(args: argparse.Namespace) -> Iterator[Any]:
+    """The engine the options ask for, started for the block (``None`` for the local engine)."""
+    from mammocadx.scale.engines import create_engine
+
+    engine = create_engine(args.engine, address=args.address, workers=args.workers, actors=args.actors)
+    if engine is None:
+        yield None
+        return
+    with engine:
+        yield engine

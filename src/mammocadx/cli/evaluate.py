@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from mammocadx.cli.common import (DATASETS, add_dataset_options, add_model_options, build_cadx, command_line,
-                                  dataset_options, fit_answers_or_warn)
+from mammocadx.cli.common import (DATASETS, add_dataset_options, add_engine_options, add_model_options, build_cadx,
+                                  command_line, dataset_options, engine_from_args, fit_answers_or_warn)
 from mammocadx.io.paths import OUTPUT_POLICY_HELP
 
 log = logging.getLogger(__name__)
@@ -37,8 +37,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "model; 0 = none (default: 2)")
     g.add_argument("--deletion", type=int, default=0, metavar="N",
                    help="deletion (faithfulness) check of the heat-maps on N test lesions, e.g. 12 (about 10 s a lesion on 2 cores); 0 = none (default: 0)")
+    add_engine_options(p)
     p.add_argument("--out", required=True, metavar="DIR",
-                   help=f"run folder to write: {OUTPUT_POLICY_HELP}; a run folder of an earlier run is replaced")
+                   help=f"run folder to write: {OUTPUT_POLICY_HELP}; a run folder of an earlier run is replaced; "
+                        "with --engine ray also features.parquet, predictions.parquet and engine.json")
     p.set_defaults(func=run_evaluate)
 
     t = sub.add_parser(
@@ -88,10 +90,17 @@ def run_evaluate(args: argparse.Namespace) -> int:
             train = load_dataset(args.train_dataset, args.train_data, **dataset_options(train_args))
             records = combine_external(train, records, args.train_dataset, args.dataset)
             protocol, dataset = "external", f"{args.train_dataset} -> {args.dataset}"
-        ev = evaluate(cadx, records, protocol=protocol, folds=args.folds, repeats=args.repeats, seed=args.seed,
-                      dataset=dataset)
-        out = write_run(ev, out, command=command_line(), gallery_per_group=args.gallery,
-                        deletion_lesions=args.deletion)
+        with engine_from_args(args) as engine:
+            cadx.featurizer.engine = engine
+            ev = evaluate(cadx, records, protocol=protocol, folds=args.folds, repeats=args.repeats, seed=args.seed,
+                          dataset=dataset)
+            cadx.featurizer.engine = None  # the gallery and the report read their few images here
+            out = write_run(ev, out, command=command_line(), gallery_per_group=args.gallery,
+                            deletion_lesions=args.deletion)
+            if engine is not None:
+                from mammocadx.scale.outputs import write_engine_outputs
+
+                write_engine_outputs(ev, engine, out)
     print(f"{ev.dataset}: {ev.result.protocol['n_lesions']} lesions, {ev.result.protocol['name']}")
     print(ev.result.text())
     if ev.features.skipped:

@@ -6,7 +6,7 @@ import logging
 import sys
 from pathlib import Path
 
-from mammocadx.cli.common import parse_roi
+from mammocadx.cli.common import add_engine_options, engine_from_args, parse_roi
 from mammocadx.errors import MammocadxError
 from mammocadx.io.paths import OUTPUT_POLICY_HELP
 
@@ -48,17 +48,25 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "inputs with the same file name get names from their folders")
     p.add_argument("--out", metavar="CSV",
                    help="write one row per input (path, roi, status, score, label, probability, answer, ood, ood_reasons, "
-                        "reason); an existing file is "
-                        "replaced only if it is a predictions CSV written by this command, never another file")
+                        "reason) as CSV, or as Parquet when the name ends in .parquet; an existing file is "
+                        "replaced only if it is a predictions table written by this command, never another file")
     p.add_argument("--dicom-out", metavar="DIR",
                    help="for DICOM inputs, also write a DICOM Structured Report (TID 1500) and a Grad-CAM overlay "
                         "(Secondary Capture) in the image's study to DIR (new or mammocadx's own; files mammocadx did "
                         "not write are never overwritten; see docs/dicom_outputs.md)")
+    add_engine_options(p)
     p.set_defaults(func=run_predict)
 
 
 def _ours(path: Path) -> bool:
-    """Whether ``path`` starts with the header line ``predict --out`` writes."""
+    """Whether ``path`` starts with the header line ``predict --out`` writes (Parquet: has its columns)."""
+    if path.suffix.lower() == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+
+            return pq.read_schema(path).names == FIELDS
+        except (ImportError, OSError, ValueError):  # pyarrow's ArrowInvalid is a ValueError
+            return False
     try:
         with path.open(encoding="utf-8", errors="replace") as fh:
             return fh.readline().rstrip("\r\n") in (",".join(FIELDS), *OLD_HEADERS)
@@ -131,17 +139,39 @@ def _score(cadx: object, jobs: list, explain_dir: Path | None, per_row: bool,
             failed += 1
             row.update(status="error", score="", label="", reason=str(exc))
         rows.append(row)
-        if row["status"] == "ok":
-            print(_result_line(path, roi_text, row, cadx.threshold))
-            if row.get("ood") == "yes":
-                print(f"  OUT OF DISTRIBUTION (unlike the training images; the result may not apply): "
-                      f"{row['ood_reasons']}")
-            for part in row["reason"].split("; "):
-                if part:
-                    print(f"  {part.replace('explanation: ', 'Grad-CAM figures: ', 1)}")
-        else:
-            print(f"{path}: error: {row['reason']}", file=sys.stderr)
+        _print_row(row, path, roi_text, cadx.threshold)
     return rows, failed
+
+
+def _print_row(row: dict, path: object, roi_text: str, threshold: float) -> None:
+    """The lines ``predict`` prints for one scored (or failed) lesion."""
+    if row["status"] == "ok":
+        print(_result_line(path, roi_text, row, threshold))
+        if row.get("ood") == "yes":
+            print(f"  OUT OF DISTRIBUTION (unlike the training images; the result may not apply): "
+                  f"{row['ood_reasons']}")
+        for part in row["reason"].split("; "):
+            if part:
+                print(f"  {part.replace('explanation: ', 'Grad-CAM figures: ', 1)}")
+    else:
+        print(f"{path}: error: {row['reason']}", file=sys.stderr)
+
+
+def _score_on(engine: object, cadx: object, model_dir: str, jobs: list) -> tuple[list[dict], int]:
+    """As :func:`_score` (without figures), with the images read and scored by ``engine`` (:mod:`mammocadx.scale`)."""
+    results = engine.score(cadx, model_dir, [(path, roi) for path, roi, _ in jobs])
+    rows = []
+    for (path, _roi, roi_text), res in zip(jobs, results):
+        row = {"path": str(path), "roi": roi_text, "status": res["status"], "reason": res["reason"]}
+        if res["status"] == "ok":
+            prob = res["probability"]
+            row.update(score=f"{res['score']:.4f}", label=res["label"], answer=res["answer"], ood=res["ood"],
+                       ood_reasons=res["ood_reasons"], probability="" if prob is None else f"{prob:.4f}")
+        else:
+            row.update(score="", label="")
+        rows.append(row)
+        _print_row(row, path, roi_text, cadx.threshold)
+    return rows, sum(r["status"] == "error" for r in rows)
 
 
 def _result_line(path: object, roi_text: str, row: dict, threshold: float) -> str:
@@ -175,7 +205,14 @@ def run_predict(args: argparse.Namespace) -> int:
                              else "give IMAGE(s) or --rois CSV", stage="usage")
     if args.rois and args.roi is not None:
         raise MammocadxError("--roi and --rois exclude each other (--rois gives each row its own ROI)", stage="usage")
+    if args.engine != "local" and (args.explain or args.dicom_out):
+        raise MammocadxError("--explain and --dicom-out are written case by case on this machine: run them "
+                             "without --engine ray", stage="usage")
     out_csv = claim_output_file(args.out, option="--out", owned=_ours) if args.out else None
+    if out_csv is not None and out_csv.suffix.lower() == ".parquet":
+        from mammocadx.scale.parquet import require_pyarrow
+
+        require_pyarrow()  # before the work, not after
     if args.dicom_out:
         from mammocadx.dicom_out import prepare_output_dir
 
@@ -186,13 +223,23 @@ def run_predict(args: argparse.Namespace) -> int:
         if line:
             print(line)
         jobs, decided = _jobs(args)
-        rows, failed = _score(cadx, jobs, explain_dir, per_row=bool(args.rois), dicom_out=args.dicom_out,
-                              model_dir=args.model)
+        with engine_from_args(args) as engine:
+            if engine is None:
+                rows, failed = _score(cadx, jobs, explain_dir, per_row=bool(args.rois), dicom_out=args.dicom_out,
+                                      model_dir=args.model)
+            elif jobs:
+                rows, failed = _score_on(engine, cadx, args.model, jobs)
+            else:
+                rows, failed = [], 0
     for row in decided:
         print(f"{row['path']}: {row['status']}: {row['reason']}", file=sys.stderr)
         failed += row["status"] == "error"
     rows += [{**{f: "" for f in FIELDS}, **r} for r in decided]
-    if out_csv is not None:
+    if out_csv is not None and out_csv.suffix.lower() == ".parquet":
+        from mammocadx.scale.parquet import write_table
+
+        write_table(out_csv, {f: [str(r.get(f, "")) for r in rows] for f in FIELDS})
+    elif out_csv is not None:
         from mammocadx.io.atomic import atomic_write_csv
 
         atomic_write_csv(out_csv, rows, FIELDS)

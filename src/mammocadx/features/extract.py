@@ -33,6 +33,7 @@ import copy
 import hashlib
 import json
 import logging
+import os
 import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -320,10 +321,14 @@ def _cpu_signature() -> str:
 
 
 def _num_threads() -> int:
-    """Threads for the CNN: PyTorch's setting when PyTorch is loaded, else the CPUs this process may use."""
+    """Threads for the CNN: PyTorch's setting when PyTorch is loaded, else ``OMP_NUM_THREADS`` when set (a Ray
+    worker gets its CPU share there, so its engine never oversubscribes the node), else the CPUs this process may use."""
     torch_mod = sys.modules.get("torch")
     if torch_mod is not None:
         return int(torch_mod.get_num_threads())
+    omp = os.environ.get("OMP_NUM_THREADS", "")
+    if omp.isdigit() and int(omp) > 0:
+        return min(int(omp), available_cpus())
     return available_cpus()
 
 
@@ -534,6 +539,14 @@ class FeatureExtractor:
                 return runner(x)
 
     # -- public API -----------------------------------------------------------------
+    def prepare(self) -> str:
+        """Build the engine now and return its :attr:`runner_id`.
+
+        The ONNX export is written to the cache folder once, here, so that workers
+        sharing that folder (:mod:`mammocadx.scale`) load it instead of each exporting it.
+        """
+        return self._get_runner().id
+
     def _context(self, key_params: Mapping[str, Any] | None) -> str:
         b = self.spec
         return context_digest({

@@ -10,6 +10,12 @@ Two public steps, usable apart:
   backbone in batches, with the source-keyed feature cache
   (:mod:`mammocadx.features.source_keys`): lesions found by their source are
   neither decoded nor run through the CNN.
+
+Both steps run in this process by default. An *engine* set on the featurizer
+(:attr:`LesionFeaturizer.engine`, e.g. :class:`mammocadx.scale.ray_engine.RayEngine`)
+runs them elsewhere instead; it rebuilds the featurizer on its workers from
+:meth:`LesionFeaturizer.settings` and must return the same :class:`FeatureSet`
+(same rows, same order, same skipped list).
 """
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -59,6 +65,18 @@ class RoiSet(FeatureSet):
     """Grey ROIs of the lesions that could be read: ``X`` is ``(N, S, S)`` float32 in [0, 1]."""
 
 
+class FeatureEngine(Protocol):
+    """Where the featurizer's two steps run (this process when no engine is set)."""
+
+    name: str
+
+    def featurize(self, featurizer: "LesionFeaturizer", records: Sequence[LesionRecord]) -> FeatureSet:
+        """As :meth:`LesionFeaturizer.featurize`."""
+
+    def rois(self, featurizer: "LesionFeaturizer", records: Sequence[LesionRecord]) -> RoiSet:
+        """As :meth:`LesionFeaturizer.rois`."""
+
+
 class LesionFeaturizer:
     """Turns lesion records into grey ROIs and into CNN features.
 
@@ -78,11 +96,19 @@ class LesionFeaturizer:
         ROIs per CNN batch.
     roi_size : int, optional
         ROI side in pixels; default the backbone's input size (which loads the backbone).
+    cache_dir : str, Path, None or False
+        Feature cache folder (``None``: the default, ``False``: none); see
+        :class:`~mammocadx.features.extract.FeatureExtractor`.
+
+    Attributes
+    ----------
+    engine : FeatureEngine or None
+        Runs :meth:`featurize` and :meth:`rois` elsewhere (a run-time choice, never saved with a model).
     """
 
     def __init__(self, backbone: str = "tf_efficientnet_lite0", weights: str | None = None, pseudocolor: str = "sine",
                  context: float = 1.5, segment: bool = False, clahe: bool = False, precision: str = "auto",
-                 batch_size: int = 32, roi_size: int | None = None):
+                 batch_size: int = 32, roi_size: int | None = None, cache_dir: str | Path | None | Literal[False] = None):
         self.backbone = backbone
         self.weights = weights
         self.pseudocolor = pseudocolor
@@ -92,7 +118,23 @@ class LesionFeaturizer:
         self.precision = precision
         self.batch_size = batch_size
         self.roi_size = roi_size
+        self.cache_dir = cache_dir
+        self.engine: FeatureEngine | None = None
         self._extractor: Any = None
+
+    def settings(self) -> dict[str, Any]:
+        """Everything that rebuilds this featurizer elsewhere (JSON-friendly; the ROI size and cache folder
+        resolved here, so a worker on another machine makes the same pixels and looks in the same cache)."""
+        cache = self.extractor.cache
+        return {"backbone": self.backbone, "weights": self.weights, "pseudocolor": self.pseudocolor,
+                "context": self.context, "segment": self.segment, "clahe": self.clahe, "precision": self.precision,
+                "batch_size": self.batch_size, "roi_size": int(self.roi_config.size),
+                "cache_dir": str(cache.root) if cache is not None else False}
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> "LesionFeaturizer":
+        """The featurizer :meth:`settings` describes (with no engine: it runs where it is built)."""
+        return cls(**settings)
 
     # ----------------------------------------------------------------- pixels
     @property
@@ -102,7 +144,8 @@ class LesionFeaturizer:
             from mammocadx.features.extract import FeatureExtractor
 
             self._extractor = FeatureExtractor(backbone=self.backbone, weights=self.weights,
-                                               batch_size=self.batch_size, precision=self.precision, progress=False)
+                                               batch_size=self.batch_size, precision=self.precision, progress=False,
+                                               cache_dir=self.cache_dir)
         return self._extractor
 
     @property
@@ -173,13 +216,15 @@ class LesionFeaturizer:
         ModelError
             If no lesion could be read.
         """
+        if self.engine is not None:
+            return self.engine.rois(self, records)
         skipped: Skipped = []
         got = list(self.iter_rois(records, skipped))
         if not got:
-            raise ModelError(_none_read(skipped))
+            raise ModelError(none_read(skipped))
         got.sort(key=lambda t: t[0])
         return RoiSet(X=np.stack([g for _, g in got]).astype(np.float32), records=[records[i] for i, _ in got],
-                      skipped=skipped)
+                      skipped=in_record_order(skipped, records))
 
     # ----------------------------------------------------------------- features
     def pixel_params(self) -> dict[str, Any]:
@@ -210,8 +255,10 @@ class LesionFeaturizer:
         With a feature cache, lesions are first looked up by their source (image
         file bytes + ROI + preprocessing): those found are neither decoded nor run
         through the CNN. Lesions whose image or ROI cannot be read are skipped and
-        listed in ``FeatureSet.skipped`` with the reason; the rest go on.
+        listed in ``FeatureSet.skipped`` with the reason (in record order); the rest go on.
         """
+        if self.engine is not None:
+            return self.engine.featurize(self, records)
         skipped: Skipped = []
         found: dict[int, np.ndarray] = {}
         sources: list[str | None] = [None] * len(records)
@@ -249,13 +296,20 @@ class LesionFeaturizer:
                 flush()
         flush()
         if not rows:
-            raise ModelError(_none_read(skipped))
+            raise ModelError(none_read(skipped))
         X = np.concatenate(feats).astype(np.float32)
         order = np.argsort(rows, kind="stable")
         kept = [records[rows[k]] for k in order]
-        return FeatureSet(X=X[order], records=kept, skipped=skipped)
+        return FeatureSet(X=X[order], records=kept, skipped=in_record_order(skipped, records))
 
 
-def _none_read(skipped: Skipped) -> str:
+def in_record_order(skipped: Skipped, records: Sequence[LesionRecord]) -> Skipped:
+    """``skipped`` sorted as ``records`` (whatever order the lesions were read in, by one process or many)."""
+    position = {id(r): i for i, r in enumerate(records)}
+    return sorted(skipped, key=lambda t: position.get(id(t[0]), len(records)))
+
+
+def none_read(skipped: Skipped) -> str:
+    """The message of a run where no lesion could be read."""
     reasons = "; ".join(sorted({why for _, why in skipped})[:3])
     return f"no lesion could be read ({len(skipped)} skipped: {reasons})"

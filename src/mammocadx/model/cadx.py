@@ -213,20 +213,48 @@ class CADx:
         self._check_fitted()
         img = image if isinstance(image, ImageData) else read_image(image)
         grey, crop = self.featurizer.roi_image(img, roi, view, laterality)
-        scores, rgb, feats = self._score_rois(grey[None])
-        score, thr = float(scores[0]), self.threshold
-        label = LABEL_NAMES[int(score > thr)]
-        pred = Prediction(score=score, label=label, threshold=thr, roi_grey=grey, roi_rgb=rgb[0], crop=crop,
-                          features=feats[0])
-        if self.answers_ is not None:
-            a = self.answers_.answer([score], head_threshold=thr)[0]
-            pred.probability, pred.conformal_set = a["probability"], a["conformal_set"]
-            pred.answer = "uncertain" if a["uncertain"] else label
-        if self.ood_ is not None:
-            from mammocadx.model.answer_fit import image_facts
+        facts = self.image_facts(img) if self.ood_ is not None else None
+        return self.predict_rois(grey[None], [crop], [roi.area], [facts])[0]
 
-            pred.ood_reasons = self.ood_.check(features=feats[0], roi_area=roi.area, **image_facts(img))
-        return pred
+    def image_facts(self, image: ImageData) -> dict[str, Any]:
+        """What the out-of-distribution guard checks of a whole image (:func:`mammocadx.model.answer_fit.image_facts`)."""
+        from mammocadx.model.answer_fit import image_facts
+
+        return image_facts(image)
+
+    def predict_rois(self, grey: np.ndarray, crops: Sequence[Any], roi_areas: Sequence[float | None],
+                     facts: Sequence[dict[str, Any] | None]) -> list[Prediction]:
+        """Score ROIs already cut (:meth:`LesionFeaturizer.roi_image`), in one batch: the part of :meth:`predict`
+        after the image is read, so the reading can run elsewhere (:mod:`mammocadx.scale`).
+
+        Parameters
+        ----------
+        grey : ndarray (N, S, S)
+            Grey ROIs in [0, 1].
+        crops : sequence of RoiGeometry or None
+            Where each ROI was cut.
+        roi_areas : sequence of float or None
+            Each lesion's area in image pixels (:attr:`Roi.area`).
+        facts : sequence of dict or None
+            :meth:`image_facts` of each ROI's image; needed when the model has an OOD guard.
+        """
+        self._check_fitted()
+        scores, rgb, feats = self._score_rois(np.asarray(grey, np.float32))
+        thr = self.threshold
+        preds = []
+        for k in range(len(scores)):
+            score = float(scores[k])
+            label = LABEL_NAMES[int(score > thr)]
+            pred = Prediction(score=score, label=label, threshold=thr, roi_grey=grey[k], roi_rgb=rgb[k],
+                              crop=crops[k], features=feats[k])
+            if self.answers_ is not None:
+                a = self.answers_.answer([score], head_threshold=thr)[0]
+                pred.probability, pred.conformal_set = a["probability"], a["conformal_set"]
+                pred.answer = "uncertain" if a["uncertain"] else label
+            if self.ood_ is not None and facts[k] is not None:
+                pred.ood_reasons = self.ood_.check(features=feats[k], roi_area=roi_areas[k], **facts[k])
+            preds.append(pred)
+        return preds
 
     # ----------------------------------------------------------------- card & files
     def _card(self, fs: FeatureSet, seed: int | None) -> dict[str, Any]:
