@@ -49,6 +49,7 @@ OUTPUT_OPTIONS = {
     "predict --explain": ["predict", "{model}", "{img}", "--roi", "100,100,20", "--explain", "{dir}"],
     "predict --dicom-out": ["predict", "{model}", "{img}", "--roi", "100,100,20", "--dicom-out", "{dir}"],
     "predict --out": ["predict", "{model}", "{img}", "--roi", "100,100,20", "--out", "{dir}/thesis.txt"],
+    "extract --out": ["extract", "--dataset", "synthetic", "--data", "{cohort}", "--out", "{dir}"],
     "segment --out": ["segment", "{img}", "--out", "{dir}"],
     "inspect --out": ["inspect", "{img}", "--out", "{dir}"],
     "synthetic --data": ["evaluate", "--dataset", "synthetic", "--data", "{dir}", "--out", "{dir}/../run"],
