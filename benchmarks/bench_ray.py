@@ -15,7 +15,7 @@ Images: ``--n`` full-field 16-bit DICOMs of ``--rows`` x ``--cols`` (default
 when ``../shared/data`` has them (upsampled: real breasts, so segmentation does
 its real work), else from the synthetic cohort. One mass per image.
 
-    python benchmarks/bench_ray.py [--n 24] [--rows 4096 --cols 3328] [--no-segment] [--json out.json]
+    python benchmarks/bench_ray.py [--n 48] [--rows 4096 --cols 3328] [--no-segment] [--json out.json]
 """
 from __future__ import annotations
 
@@ -122,7 +122,7 @@ def ray_worker_peaks() -> dict[str, float]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--n", type=int, default=24, help="timed images (default: 24)")
+    ap.add_argument("--n", type=int, default=48, help="timed images (default: 48)")
     ap.add_argument("--rows", type=int, default=4096)
     ap.add_argument("--cols", type=int, default=3328)
     ap.add_argument("--no-segment", action="store_true", help="skip breast segmentation")

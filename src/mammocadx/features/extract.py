@@ -540,12 +540,22 @@ class FeatureExtractor:
 
     # -- public API -----------------------------------------------------------------
     def prepare(self) -> str:
-        """Build the engine now and return its :attr:`runner_id`.
+        """Build the engine now, check it, and return its :attr:`runner_id`.
 
-        The ONNX export is written to the cache folder once, here, so that workers
-        sharing that folder (:mod:`mammocadx.scale`) load it instead of each exporting it.
+        The ONNX export is written to the cache folder once, here, and (in ``auto``
+        precision) checked against eager fp32 on a seeded batch of textured inputs,
+        the check recorded beside the export: workers sharing that folder
+        (:mod:`mammocadx.scale`) then load it as it is, instead of each exporting it
+        and importing PyTorch to check it.
         """
-        return self._get_runner().id
+        runner = self._get_runner()
+        if self.precision == "auto" and isinstance(runner, _OrtRunner) and not runner.previously_verified():
+            size = self.input_size
+            rng = np.random.default_rng(0)
+            x = rng.random((VERIFY_ROIS, size, size, 3), dtype=np.float32)
+            x = 0.5 * x + 0.5 * np.linspace(0, 1, size, dtype=np.float32)[None, :, None, None]  # texture + gradient
+            self._verified_run(self.spec.preprocess_array(x))
+        return self.runner_id
 
     def _context(self, key_params: Mapping[str, Any] | None) -> str:
         b = self.spec

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,16 @@ def _roi_of(doc: dict[str, Any]) -> Roi:
 
 @lru_cache(maxsize=4)
 def _featurizer(settings_json: str) -> LesionFeaturizer:
-    """One featurizer per worker process and settings (its extractor, and so its engine, built once)."""
+    """One featurizer per worker process and settings (its extractor, and so its engine, built once).
+
+    OpenCV's own thread pool (resizing, filtering in segmentation) is held to the
+    worker's CPU share too, so that N one-CPU decode tasks use N cores, not N x all.
+    """
+    omp = os.environ.get("OMP_NUM_THREADS", "")
+    if omp.isdigit() and int(omp) > 0:
+        import cv2
+
+        cv2.setNumThreads(int(omp))
     return LesionFeaturizer.from_settings(json.loads(settings_json))
 
 
