@@ -33,6 +33,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_features.py --repeats 3
 	$(BIN)/python benchmarks/bench_evaluate.py
 	$(BIN)/python benchmarks/bench_finetune.py --n 256 --epochs 8
+	$(BIN)/python benchmarks/bench_ray.py
 
 clean:
 	rm -rf runs .pytest_cache

@@ -37,4 +37,4 @@ def test_cli_without_ray_is_one_line_and_exit_2(monkeypatch: pytest.MonkeyPatch,
 def test_ray_options_need_the_ray_engine(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc = main(["-q", "extract", "--dataset", "synthetic", "--data", str(tmp_path / "c"), "--workers", "2",
                "--out", str(tmp_path / "out")])
-    assert rc == 2 and "--workers apply to --engine ray only" in capsys.readouterr().err
+    assert rc == 2 and "--workers: only with --engine ray" in capsys.readouterr().err

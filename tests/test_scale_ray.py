@@ -49,7 +49,7 @@ def local_features(ray_cohort: Path, tmp_path_factory: pytest.TempPathFactory): 
 def test_registry_knows_local_and_ray() -> None:
     assert list_engines()[:2] == ["local", "ray"]
     assert create_engine("local") is None
-    with pytest.raises(Exception, match="--address apply to --engine ray only"):
+    with pytest.raises(Exception, match="--address: only with --engine ray"):
         create_engine("local", address="auto")
     assert isinstance(create_engine("ray", workers=2), RayEngine)
     with pytest.raises(EngineError, match="--workers must be >= 1"):

@@ -141,12 +141,19 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
                    help="--engine ray: CNN actors, 1 CPU and one engine thread each (default: 1)")
 
 
-@contextlib.contextmanager
-def engine_from_args(args: argparse.Namespace) -> Iterator[Any]:
-    """The engine the options ask for, started for the block (``None`` for the local engine)."""
+def engine_from_args(args: argparse.Namespace) -> Any:
+    """The engine the options ask for, checked but not started (``None`` for the local engine).
+
+    Called before any long work, so a Ray option without ``--engine ray``, or a missing Ray, fails at once.
+    """
     from mammocadx.scale.engines import create_engine
 
-    engine = create_engine(args.engine, address=args.address, workers=args.workers, actors=args.actors)
+    return create_engine(args.engine, address=args.address, workers=args.workers, actors=args.actors)
+
+
+@contextlib.contextmanager
+def running(engine: Any) -> Iterator[Any]:
+    """``engine`` started for the block (nothing to start for the local engine, ``None``)."""
     if engine is None:
         yield None
         return

@@ -5,7 +5,7 @@ import argparse
 import logging
 
 from mammocadx.cli.common import (DATASETS, add_dataset_options, add_engine_options, add_model_options, build_cadx,
-                                  command_line, dataset_options, engine_from_args, fit_answers_or_warn)
+                                  command_line, dataset_options, engine_from_args, fit_answers_or_warn, running)
 from mammocadx.io.paths import OUTPUT_POLICY_HELP
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise ConfigError("--train-data needs --train-dataset (external validation)")
     if args.train_dataset not in (None, "synthetic") and args.train_data is None:
         raise ConfigError(f"--train-dataset {args.train_dataset} needs --train-data (its folder or manifest)")
+    engine = engine_from_args(args)
     with output_dir(args.out) as out:  # checked before the long work, not after
         records = load_dataset(args.dataset, args.data, **dataset_options(args))
         cadx = build_cadx(args)
@@ -90,7 +91,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             train = load_dataset(args.train_dataset, args.train_data, **dataset_options(train_args))
             records = combine_external(train, records, args.train_dataset, args.dataset)
             protocol, dataset = "external", f"{args.train_dataset} -> {args.dataset}"
-        with engine_from_args(args) as engine:
+        with running(engine):
             cadx.featurizer.engine = engine
             ev = evaluate(cadx, records, protocol=protocol, folds=args.folds, repeats=args.repeats, seed=args.seed,
                           dataset=dataset)

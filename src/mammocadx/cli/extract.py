@@ -6,7 +6,7 @@ import logging
 import time
 
 from mammocadx.cli.common import (add_dataset_options, add_engine_options, add_model_options, build_cadx,
-                                  command_line, dataset_options, engine_from_args)
+                                  command_line, dataset_options, engine_from_args, running)
 from mammocadx.io.paths import OUTPUT_POLICY_HELP
 
 log = logging.getLogger(__name__)
@@ -43,10 +43,11 @@ def run_extract(args: argparse.Namespace) -> int:
     if cadx.kind == FINETUNE:
         raise ConfigError("extract writes frozen CNN features; a fine-tuned network has none before it is "
                           "trained: use --mode paper or best (and their --backbone/--pseudocolor)")
+    engine = engine_from_args(args)
     with output_dir(args.out) as out:
         records = load_dataset(args.dataset, args.data, **dataset_options(args))
         t0 = time.perf_counter()
-        with engine_from_args(args) as engine:
+        with running(engine):
             cadx.featurizer.engine = engine
             fs = cadx.featurize(records)
             engine_info = engine.describe() if engine is not None else {"engine": "local"}

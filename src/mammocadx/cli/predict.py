@@ -6,7 +6,7 @@ import logging
 import sys
 from pathlib import Path
 
-from mammocadx.cli.common import add_engine_options, engine_from_args, parse_roi
+from mammocadx.cli.common import add_engine_options, engine_from_args, parse_roi, running
 from mammocadx.errors import MammocadxError
 from mammocadx.io.paths import OUTPUT_POLICY_HELP
 
@@ -208,6 +208,7 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.engine != "local" and (args.explain or args.dicom_out):
         raise MammocadxError("--explain and --dicom-out are written case by case on this machine: run them "
                              "without --engine ray", stage="usage")
+    engine = engine_from_args(args)
     out_csv = claim_output_file(args.out, option="--out", owned=_ours) if args.out else None
     if out_csv is not None and out_csv.suffix.lower() == ".parquet":
         from mammocadx.scale.parquet import require_pyarrow
@@ -223,7 +224,7 @@ def run_predict(args: argparse.Namespace) -> int:
         if line:
             print(line)
         jobs, decided = _jobs(args)
-        with engine_from_args(args) as engine:
+        with running(engine):
             if engine is None:
                 rows, failed = _score(cadx, jobs, explain_dir, per_row=bool(args.rois), dicom_out=args.dicom_out,
                                       model_dir=args.model)

@@ -45,12 +45,15 @@ def create_engine(name: str, **options: Any) -> Any:
 def _local(**options: Any) -> None:
     given = sorted(k for k, v in options.items() if v is not None)
     if given:
-        raise ConfigError(f"{', '.join('--' + k for k in given)} apply to --engine ray only")
+        raise ConfigError(f"{', '.join('--' + k for k in given)}: only with --engine ray")
     return None
 
 
 @register_engine("ray")
 def _ray(**options: Any) -> Any:
-    from mammocadx.scale.ray_engine import RayEngine
+    from mammocadx.errors import EngineError
+    from mammocadx.scale.ray_engine import RayEngine, ray_available
 
+    if not ray_available():
+        raise EngineError("the Ray engine needs Ray: pip install 'mammocadx[ray]'")
     return RayEngine(**{k: v for k, v in options.items() if v is not None})
