@@ -2,8 +2,8 @@
 
 The ROIs come from a generator and are grouped by ``stack_batches``, so at most
 one batch of images is alive at a time; peak RSS should plateau after the
-first batches whatever N is (measured: 1838 MB at 160 ROIs, 1855 MB at 1280,
-most of it the one-time ONNX export of the backbone).
+first batches whatever N is (measured: 1304 MB at 320 ROIs, 1305 MB at 1280,
+most of it PyTorch and the one-time ONNX export of the backbone).
 
     python benchmarks/bench_stream.py [N=1280]
 """
