@@ -51,9 +51,7 @@ def _local(**options: Any) -> None:
 
 @register_engine("ray")
 def _ray(**options: Any) -> Any:
-    from mammocadx.errors import EngineError
-    from mammocadx.scale.ray_engine import RayEngine, ray_available
+    from mammocadx.scale.ray_engine import RayEngine, require_ray
 
-    if not ray_available():
-        raise EngineError("the Ray engine needs Ray: pip install 'mammocadx[ray]'")
+    require_ray()  # checked when the engine is chosen, before any output folder or long work
     return RayEngine(**{k: v for k, v in options.items() if v is not None})

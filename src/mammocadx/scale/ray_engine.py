@@ -51,13 +51,20 @@ MAX_BLOCKS = 20_000
 MAX_RETRIES = 3
 
 
-def ray_available() -> bool:
-    """Whether Ray Data can be imported (``pip install 'mammocadx[ray]'``)."""
+def require_ray() -> Any:
+    """The ``ray`` module, with Ray Data importable.
+
+    Raises
+    ------
+    EngineError
+        Ray is not installed (``pip install 'mammocadx[ray]'``).
+    """
     try:
+        import ray
         import ray.data  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    except ImportError as exc:
+        raise EngineError("the Ray engine needs Ray: pip install 'mammocadx[ray]'") from exc
+    return ray
 
 
 class RayEngine:
@@ -122,11 +129,8 @@ class RayEngine:
         EngineError
             Ray is not installed, or the cluster cannot be reached.
         """
-        try:
-            import ray
-            from ray.data import DataContext
-        except ImportError as exc:
-            raise EngineError("the Ray engine needs Ray: pip install 'mammocadx[ray]'") from exc
+        ray = require_ray()
+        from ray.data import DataContext
         # Ray's C++ core logs a harmless notice about Ray Data's actor arguments (ray#53727) on every job;
         # errors that matter reach us as Python exceptions. A user's own setting wins.
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
